@@ -1,0 +1,125 @@
+//! Events as the rest of the system sees them once ingestion has decoded and enriched them.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::identity::PersonId;
+use crate::time::Millis;
+use crate::workspace::WorkspaceId;
+
+/// The six Segment message types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Track,
+    Identify,
+    Page,
+    Screen,
+    Group,
+    Alias,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 6] = [
+        EventType::Track,
+        EventType::Identify,
+        EventType::Page,
+        EventType::Screen,
+        EventType::Group,
+        EventType::Alias,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Track => "track",
+            EventType::Identify => "identify",
+            EventType::Page => "page",
+            EventType::Screen => "screen",
+            EventType::Group => "group",
+            EventType::Alias => "alias",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An accepted, enriched message on its way into the durable log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEvent {
+    pub workspace_id: WorkspaceId,
+    pub message_id: String,
+    pub event_type: EventType,
+    /// The `event` of a track call, or the `name` of a page or screen call.
+    pub name: Option<String>,
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    /// The `previousId` of an alias call.
+    pub previous_id: Option<String>,
+    /// When it happened, corrected for the client's clock skew.
+    pub timestamp: Millis,
+    pub received_at: Millis,
+    /// The message exactly as the client sent it (JSON object).
+    pub raw: String,
+    /// What ingestion added: user agent, geo, ip, skew, tracking-plan findings (JSON object).
+    pub enrichment: String,
+}
+
+/// An event read back from the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the log: strictly increasing in commit order, never reused.
+    pub seq: i64,
+    pub person_id: PersonId,
+    pub event: NewEvent,
+}
+
+/// What appending one event did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppendOutcome {
+    Stored {
+        seq: i64,
+    },
+    /// The message id was already seen within the dedup window; nothing was written.
+    Duplicate,
+}
+
+/// Folds the traits of one identify call into the traits known so far: later values replace
+/// earlier ones key by key, as Segment does; `null` values are kept (they clear a trait).
+pub fn merge_traits(known: &mut serde_json::Map<String, serde_json::Value>, newer: &serde_json::Value) {
+    if let serde_json::Value::Object(newer) = newer {
+        for (key, value) in newer {
+            known.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn later_traits_win_key_by_key() {
+        let mut traits = serde_json::Map::new();
+        merge_traits(&mut traits, &json!({"plan": "free", "email": "a@x.io"}));
+        merge_traits(&mut traits, &json!({"plan": "pro"}));
+        merge_traits(&mut traits, &json!("not an object"));
+        assert_eq!(serde_json::Value::Object(traits), json!({"plan": "pro", "email": "a@x.io"}));
+    }
+
+    #[test]
+    fn event_types_round_trip() {
+        for t in EventType::ALL {
+            assert_eq!(EventType::parse(t.as_str()), Some(t));
+        }
+        assert_eq!(EventType::parse("purchase"), None);
+    }
+}

@@ -1,0 +1,142 @@
+//! Time as milliseconds since the Unix epoch, and the ISO-8601 forms clients send.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Milliseconds since 1970-01-01T00:00:00Z.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Millis(pub i64);
+
+/// Earliest accepted timestamp (1970-01-01) and latest (9999-12-31): anything else is a client bug.
+const MIN_MILLIS: i64 = 0;
+const MAX_MILLIS: i64 = 253_402_300_799_999;
+
+impl Millis {
+    pub fn now() -> Self {
+        Self(Utc::now().timestamp_millis())
+    }
+
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.0).unwrap_or_default()
+    }
+
+    /// `2024-01-02T03:04:05.000Z`.
+    pub fn to_rfc3339(self) -> String {
+        self.to_datetime().to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    pub fn from_datetime<Tz: chrono::TimeZone>(dt: &DateTime<Tz>) -> Self {
+        Self(dt.timestamp_millis())
+    }
+
+    pub fn saturating_add(self, ms: i64) -> Self {
+        Self(self.0.saturating_add(ms))
+    }
+}
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_rfc3339())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    #[error("not an ISO-8601 timestamp")]
+    Malformed,
+    #[error("timestamp outside 1970-01-01..9999-12-31")]
+    OutOfRange,
+}
+
+/// Parses the ISO-8601 forms real clients send: RFC 3339 with `Z` or an offset (with or without
+/// a colon), any number of fraction digits, `T` or a space between date and time, a date and
+/// time without offset (taken as UTC, as Python's naive `isoformat()` produces), or a bare date.
+pub fn parse_iso8601(s: &str) -> Result<Millis, TimestampError> {
+    let s = s.trim();
+    let millis = if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
+        dt.timestamp_millis()
+    } else if let Ok(dt) = DateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        dt.timestamp_millis()
+    } else if let Ok(dt) = DateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f%z") {
+        dt.timestamp_millis()
+    } else if let Ok(dt) = NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
+        dt.and_utc().timestamp_millis()
+    } else if let Ok(dt) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f") {
+        dt.and_utc().timestamp_millis()
+    } else if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        d.and_hms_opt(0, 0, 0).ok_or(TimestampError::Malformed)?.and_utc().timestamp_millis()
+    } else {
+        return Err(TimestampError::Malformed);
+    };
+    if (MIN_MILLIS..=MAX_MILLIS).contains(&millis) {
+        Ok(Millis(millis))
+    } else {
+        Err(TimestampError::OutOfRange)
+    }
+}
+
+/// Parses a duration such as `7d`, `12h`, `30m`, `45s` or `250ms` into milliseconds.
+pub fn parse_duration_ms(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: i64 =
+        digits.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 7d, 12h, 30m, 45s"))?;
+    let factor = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("invalid duration {s:?}: unit must be ms, s, m, h or d")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("duration {s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(s: &str) -> i64 {
+        parse_iso8601(s).unwrap().0
+    }
+
+    #[test]
+    fn parses_what_real_clients_send() {
+        let expected = 1_704_164_645_000;
+        assert_eq!(ms("2024-01-02T03:04:05.000Z"), expected);
+        assert_eq!(ms("2024-01-02T03:04:05Z"), expected);
+        assert_eq!(ms("2024-01-02T03:04:05.000+00:00"), expected);
+        assert_eq!(ms("2024-01-02T04:04:05+01:00"), expected);
+        assert_eq!(ms("2024-01-02T04:04:05+0100"), expected);
+        assert_eq!(ms("2024-01-02 03:04:05"), expected);
+        assert_eq!(ms("2024-01-02T03:04:05"), expected);
+        assert_eq!(ms("2024-01-02T03:04:05.000123+00:00"), expected);
+        assert_eq!(ms("2024-01-02"), 1_704_153_600_000);
+    }
+
+    #[test]
+    fn rejects_garbage_and_absurd_dates() {
+        for bad in ["", "yesterday", "2024-13-01T00:00:00Z", "2024-01-02T25:00:00Z", "1700000000"] {
+            assert_eq!(parse_iso8601(bad), Err(TimestampError::Malformed), "{bad}");
+        }
+        assert_eq!(parse_iso8601("1960-01-01T00:00:00Z"), Err(TimestampError::OutOfRange));
+    }
+
+    #[test]
+    fn formats_round_trip() {
+        let t = Millis(1_704_164_645_123);
+        assert_eq!(t.to_rfc3339(), "2024-01-02T03:04:05.123Z");
+        assert_eq!(parse_iso8601(&t.to_rfc3339()).unwrap(), t);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("7d").unwrap(), 604_800_000);
+        assert_eq!(parse_duration_ms("250ms").unwrap(), 250);
+        assert!(parse_duration_ms("7 weeks").is_err());
+        assert!(parse_duration_ms("d").is_err());
+    }
+}
