@@ -1,1 +1,151 @@
-//! placeholder
+//! The storage contract of Whisperer: one trait, several backends, one conformance suite.
+//!
+//! Backends live in sibling crates (`whisperer-store-sqlite`, `whisperer-store-postgres`) and
+//! are the only code that knows SQL. Every backend must pass [`conformance_suite!`].
+//!
+//! Tenancy: every method that touches workspace data takes the [`WorkspaceId`]; a backend puts it
+//! in every query, so a caller that holds workspace A's id can never see B's rows.
+
+pub mod conformance;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use whisperer_core::event::AppendOutcome;
+use whisperer_core::identity::{IdKind, PersonId};
+use whisperer_core::keys::KeyHash;
+use whisperer_core::tracking_plan::TrackingPlan;
+use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The backend cannot be reached or refused to work (connection lost, disk full, locked).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back as what it should be.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A key to store: everything but the plaintext.
+#[derive(Clone, Debug)]
+pub struct NewKey {
+    pub id: String,
+    pub kind: KeyKind,
+    pub hash: KeyHash,
+    pub created_at: Millis,
+}
+
+impl NewKey {
+    pub fn of(key: &whisperer_core::ApiKey, created_at: Millis) -> Self {
+        Self { id: key.id(), kind: key.kind, hash: key.hash(), created_at }
+    }
+}
+
+/// A stored key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyRecord {
+    pub id: String,
+    pub workspace_id: WorkspaceId,
+    pub kind: KeyKind,
+    pub created_at: Millis,
+    pub revoked_at: Option<Millis>,
+}
+
+impl KeyRecord {
+    pub fn is_active(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
+/// A person and every id that belongs to them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Person {
+    pub id: PersonId,
+    pub user_id: Option<String>,
+    pub identities: Vec<(IdKind, String)>,
+}
+
+/// How often a person sent one kind of event, and when first and last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventCount {
+    pub event_type: EventType,
+    /// Track event name, or page/screen name.
+    pub name: Option<String>,
+    pub count: u64,
+    pub first: Millis,
+    pub last: Millis,
+}
+
+/// Position in a person's event history, newest first: events strictly older than this.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EventCursor {
+    pub timestamp: Millis,
+    pub seq: i64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Backend name for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Succeeds when the backend can serve a query now.
+    async fn ping(&self) -> Result<()>;
+
+    /// Creates a workspace together with its first keys, atomically.
+    async fn create_workspace(&self, workspace: &Workspace, keys: &[NewKey]) -> Result<()>;
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>>;
+    async fn workspace(&self, id: &WorkspaceId) -> Result<Option<Workspace>>;
+
+    /// Adds a key to an existing workspace (`NotFound` otherwise).
+    async fn add_key(&self, workspace: &WorkspaceId, key: &NewKey) -> Result<()>;
+    async fn list_keys(&self, workspace: &WorkspaceId) -> Result<Vec<KeyRecord>>;
+    /// Revokes one key by id; false when the workspace has no such active key.
+    async fn revoke_key(&self, workspace: &WorkspaceId, key_id: &str, at: Millis) -> Result<bool>;
+    /// Revokes every active key of a kind except `keep`, as a rotation does; returns how many.
+    async fn revoke_keys_except(
+        &self,
+        workspace: &WorkspaceId,
+        kind: KeyKind,
+        keep: &str,
+        at: Millis,
+    ) -> Result<u64>;
+    /// Finds a key by hash, active or revoked.
+    async fn find_key(&self, hash: &KeyHash) -> Result<Option<KeyRecord>>;
+
+    async fn set_tracking_plan(&self, workspace: &WorkspaceId, plan: &TrackingPlan) -> Result<()>;
+    async fn tracking_plan(&self, workspace: &WorkspaceId) -> Result<Option<TrackingPlan>>;
+
+    /// Appends events to the log in one durable transaction: when this returns `Ok` every
+    /// `Stored` event survives a crash. A message id already seen in its workspace at or after
+    /// `dedup_since` is a `Duplicate` and writes nothing. Identities are resolved in the same
+    /// transaction. On error nothing of the batch is written.
+    async fn append(&self, events: &[NewEvent], dedup_since: Millis) -> Result<Vec<AppendOutcome>>;
+
+    /// Events of a workspace in log order, after `after_seq`.
+    async fn events_after(&self, workspace: &WorkspaceId, after_seq: i64, limit: usize)
+    -> Result<Vec<StoredEvent>>;
+
+    /// The person an id belongs to, with all their ids.
+    async fn find_person(&self, workspace: &WorkspaceId, kind: IdKind, value: &str) -> Result<Option<Person>>;
+    /// Event counts of a person by type and name.
+    async fn event_counts(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Vec<EventCount>>;
+    /// The `traits` of every identify call of a person, oldest first.
+    async fn identify_traits(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Vec<serde_json::Value>>;
+    /// A person's events, newest first, strictly before `before` when given.
+    async fn person_events(
+        &self,
+        workspace: &WorkspaceId,
+        person: PersonId,
+        before: Option<EventCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// Forgets message ids first seen before `before`; returns how many.
+    async fn prune_dedup(&self, before: Millis) -> Result<u64>;
+}

@@ -1,0 +1,74 @@
+//! Schema migrations, applied in order and recorded in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE workspaces (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+    id           TEXT PRIMARY KEY,
+    hash         BLOB NOT NULL UNIQUE,
+    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    kind         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    revoked_at   INTEGER
+);
+CREATE INDEX api_keys_workspace ON api_keys (workspace_id);
+CREATE TABLE tracking_plans (
+    workspace_id TEXT PRIMARY KEY REFERENCES workspaces (id),
+    plan         TEXT NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+-- A person: every id of one human in one workspace. user_id is the canonical user id.
+CREATE TABLE persons (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace_id TEXT NOT NULL,
+    user_id      TEXT
+);
+CREATE TABLE identities (
+    workspace_id TEXT NOT NULL,
+    kind         INTEGER NOT NULL,
+    value        TEXT NOT NULL,
+    person_id    INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, kind, value)
+) WITHOUT ROWID;
+CREATE INDEX identities_person ON identities (workspace_id, person_id);
+-- Dedup: message ids seen within the window. Pruned by a full scan now and then.
+CREATE TABLE message_ids (
+    workspace_id TEXT NOT NULL,
+    message_id   TEXT NOT NULL,
+    first_seen   INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, message_id)
+) WITHOUT ROWID;
+-- The durable log. seq is the commit order; AUTOINCREMENT so a seq is never reused, even after
+-- the newest rows are deleted, which keeps consumers' checkpoints sound.
+CREATE TABLE events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    workspace_id TEXT NOT NULL,
+    person_id    INTEGER NOT NULL,
+    message_id   TEXT NOT NULL,
+    type         INTEGER NOT NULL,
+    name         TEXT,
+    user_id      TEXT,
+    anonymous_id TEXT,
+    previous_id  TEXT,
+    timestamp    INTEGER NOT NULL,
+    received_at  INTEGER NOT NULL,
+    raw          TEXT NOT NULL,
+    enrichment   TEXT NOT NULL
+);
+CREATE INDEX events_person ON events (workspace_id, person_id, timestamp, seq);
+"#];
+
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+    let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()
+}

@@ -1,0 +1,339 @@
+//! The conformance suite every backend runs, through [`conformance_suite!`](crate::conformance_suite).
+//!
+//! Each check gets a fresh, empty store and exercises the [`Store`] contract through its public
+//! methods only, so a backend that passes behaves like every other one.
+
+use serde_json::json;
+use whisperer_core::event::AppendOutcome;
+use whisperer_core::identity::IdKind;
+use whisperer_core::keys::KeyHash;
+use whisperer_core::tracking_plan::{PlanMode, TrackingPlan};
+use whisperer_core::{ApiKey, EventType, KeyKind, Millis, NewEvent, Workspace, WorkspaceId};
+
+use crate::{EventCursor, NewKey, Store, StoreError};
+
+/// Expands to one `#[tokio::test]` per check. `$make` is an async expression giving
+/// `Option<(impl Store, guard)>`: a fresh empty store and whatever must live as long as it (a
+/// temporary directory, say), or `None` to skip (the maker prints why).
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make:expr) => {
+        $crate::conformance_suite!(@tests $make;
+            workspaces_and_keys,
+            key_revocation_and_rotation,
+            tracking_plans,
+            append_and_dedup,
+            dedup_window,
+            anonymous_history_joins_the_user,
+            alias_merges_existing_events,
+            tenancy_isolates_everything,
+            person_events_paginate_newest_first,
+            counts_and_traits,
+            events_after_in_log_order,
+            prune_dedup,
+            raw_and_enrichment_round_trip
+        );
+    };
+    (@tests $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let Some((store, _guard)) = $make.await else { return };
+                $crate::conformance::$name(&store).await;
+            }
+        )*
+    };
+}
+
+const T0: i64 = 1_700_000_000_000;
+
+async fn workspace(store: &impl Store, name: &str) -> (WorkspaceId, ApiKey, ApiKey) {
+    let ws = Workspace { id: WorkspaceId::generate(), name: name.into(), created_at: Millis(T0) };
+    let write = ApiKey::generate(KeyKind::Write);
+    let secret = ApiKey::generate(KeyKind::Secret);
+    store
+        .create_workspace(&ws, &[NewKey::of(&write, Millis(T0)), NewKey::of(&secret, Millis(T0))])
+        .await
+        .unwrap();
+    (ws.id, write, secret)
+}
+
+fn event(ws: &WorkspaceId, message_id: &str, user: Option<&str>, anon: Option<&str>, at: i64) -> NewEvent {
+    NewEvent {
+        workspace_id: ws.clone(),
+        message_id: message_id.into(),
+        event_type: EventType::Track,
+        name: Some("Item Viewed".into()),
+        user_id: user.map(Into::into),
+        anonymous_id: anon.map(Into::into),
+        previous_id: None,
+        timestamp: Millis(at),
+        received_at: Millis(at + 5),
+        raw: json!({"type": "track", "event": "Item Viewed", "messageId": message_id}).to_string(),
+        enrichment: "{}".into(),
+    }
+}
+
+fn identify(ws: &WorkspaceId, message_id: &str, user: &str, anon: Option<&str>, traits: serde_json::Value, at: i64) -> NewEvent {
+    NewEvent {
+        event_type: EventType::Identify,
+        name: None,
+        raw: json!({"type": "identify", "userId": user, "traits": traits, "messageId": message_id}).to_string(),
+        ..event(ws, message_id, Some(user), anon, at)
+    }
+}
+
+fn stored(outcomes: &[AppendOutcome]) -> usize {
+    outcomes.iter().filter(|o| matches!(o, AppendOutcome::Stored { .. })).count()
+}
+
+pub async fn workspaces_and_keys(store: &impl Store) {
+    store.ping().await.unwrap();
+    assert!(store.list_workspaces().await.unwrap().is_empty());
+    let (a, write, secret) = workspace(store, "Acme").await;
+    let (b, _, _) = workspace(store, "Beta").await;
+    let names: Vec<_> = store.list_workspaces().await.unwrap().into_iter().map(|w| w.name).collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"Acme".to_string()) && names.contains(&"Beta".to_string()));
+    assert_eq!(store.workspace(&a).await.unwrap().unwrap().name, "Acme");
+    assert!(store.workspace(&WorkspaceId::generate()).await.unwrap().is_none());
+
+    let found = store.find_key(&write.hash()).await.unwrap().unwrap();
+    assert_eq!((found.workspace_id.clone(), found.kind, found.id.clone()), (a.clone(), KeyKind::Write, write.id()));
+    assert!(found.is_active());
+    assert_eq!(store.find_key(&secret.hash()).await.unwrap().unwrap().kind, KeyKind::Secret);
+    assert!(store.find_key(&KeyHash::of("wk_nope")).await.unwrap().is_none());
+
+    let keys = store.list_keys(&a).await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.iter().all(|k| k.workspace_id == a));
+    assert_eq!(store.list_keys(&b).await.unwrap().len(), 2);
+
+    let extra = ApiKey::generate(KeyKind::Write);
+    let err = store.add_key(&WorkspaceId::generate(), &NewKey::of(&extra, Millis(T0))).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    // Creating a workspace whose id exists is a conflict, and leaves no key behind.
+    let dup = Workspace { id: a.clone(), name: "again".into(), created_at: Millis(T0) };
+    let err = store.create_workspace(&dup, &[NewKey::of(&extra, Millis(T0))]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    assert!(store.find_key(&extra.hash()).await.unwrap().is_none());
+}
+
+pub async fn key_revocation_and_rotation(store: &impl Store) {
+    let (a, write, _) = workspace(store, "Acme").await;
+    let (b, write_b, _) = workspace(store, "Beta").await;
+    // Another workspace cannot revoke a's key by id.
+    assert!(!store.revoke_key(&b, &write.id(), Millis(T0 + 1)).await.unwrap());
+    assert!(store.find_key(&write.hash()).await.unwrap().unwrap().is_active());
+
+    let newer = ApiKey::generate(KeyKind::Write);
+    store.add_key(&a, &NewKey::of(&newer, Millis(T0 + 1))).await.unwrap();
+    let revoked = store.revoke_keys_except(&a, KeyKind::Write, &newer.id(), Millis(T0 + 2)).await.unwrap();
+    assert_eq!(revoked, 1);
+    let old = store.find_key(&write.hash()).await.unwrap().unwrap();
+    assert_eq!(old.revoked_at, Some(Millis(T0 + 2)));
+    assert!(store.find_key(&newer.hash()).await.unwrap().unwrap().is_active());
+    assert!(store.find_key(&write_b.hash()).await.unwrap().unwrap().is_active(), "b untouched");
+    // Secret keys are not touched by a write-key rotation.
+    assert_eq!(store.list_keys(&a).await.unwrap().iter().filter(|k| k.is_active()).count(), 2);
+
+    assert!(store.revoke_key(&a, &newer.id(), Millis(T0 + 3)).await.unwrap());
+    assert!(!store.revoke_key(&a, &newer.id(), Millis(T0 + 4)).await.unwrap(), "already revoked");
+    assert!(!store.find_key(&newer.hash()).await.unwrap().unwrap().is_active());
+}
+
+pub async fn tracking_plans(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    let (b, _, _) = workspace(store, "Beta").await;
+    assert!(store.tracking_plan(&a).await.unwrap().is_none());
+    let mut plan = TrackingPlan { mode: PlanMode::Reject, ..Default::default() };
+    plan.events.insert("Order Completed".into(), json!({"type": "object", "required": ["revenue"]}));
+    store.set_tracking_plan(&a, &plan).await.unwrap();
+    assert_eq!(store.tracking_plan(&a).await.unwrap(), Some(plan.clone()));
+    assert!(store.tracking_plan(&b).await.unwrap().is_none());
+    plan.mode = PlanMode::Warn;
+    store.set_tracking_plan(&a, &plan).await.unwrap();
+    assert_eq!(store.tracking_plan(&a).await.unwrap().unwrap().mode, PlanMode::Warn);
+    let err = store.set_tracking_plan(&WorkspaceId::generate(), &plan).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+}
+
+pub async fn append_and_dedup(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    let batch = vec![
+        event(&a, "m1", Some("u1"), None, T0),
+        event(&a, "m2", Some("u1"), None, T0 + 1),
+        event(&a, "m1", Some("u1"), None, T0 + 2),
+    ];
+    let out = store.append(&batch, Millis(0)).await.unwrap();
+    assert_eq!(out.len(), 3);
+    assert!(matches!(out[0], AppendOutcome::Stored { .. }));
+    assert!(matches!(out[1], AppendOutcome::Stored { .. }));
+    assert_eq!(out[2], AppendOutcome::Duplicate, "same id twice in one batch");
+    let again = store.append(&batch[..2], Millis(0)).await.unwrap();
+    assert_eq!(again, vec![AppendOutcome::Duplicate; 2], "same ids in a later batch");
+    assert_eq!(store.events_after(&a, 0, 100).await.unwrap().len(), 2);
+    assert!(store.append(&[], Millis(0)).await.unwrap().is_empty());
+}
+
+pub async fn dedup_window(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    store.append(&[event(&a, "m1", Some("u1"), None, T0)], Millis(0)).await.unwrap();
+    // First seen at T0 + 5 (received_at); a window starting after that no longer covers it.
+    let out = store.append(&[event(&a, "m1", Some("u1"), None, T0 + 100)], Millis(T0 + 50)).await.unwrap();
+    assert!(matches!(out[0], AppendOutcome::Stored { .. }));
+    // ... and the re-stored copy opens a new window.
+    let out = store.append(&[event(&a, "m1", Some("u1"), None, T0 + 200)], Millis(T0 + 50)).await.unwrap();
+    assert_eq!(out[0], AppendOutcome::Duplicate);
+}
+
+pub async fn anonymous_history_joins_the_user(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    // Before signing in, as two separate batches and commits.
+    store.append(&[event(&a, "v1", None, Some("anon-1"), T0), event(&a, "v2", None, Some("anon-1"), T0 + 1)], Millis(0)).await.unwrap();
+    store.append(&[event(&a, "k1", Some("u1"), None, T0 + 2)], Millis(0)).await.unwrap();
+    store.append(&[identify(&a, "i1", "u1", Some("anon-1"), json!({"plan": "free"}), T0 + 3)], Millis(0)).await.unwrap();
+    let by_user = store.find_person(&a, IdKind::User, "u1").await.unwrap().unwrap();
+    let by_anon = store.find_person(&a, IdKind::Anonymous, "anon-1").await.unwrap().unwrap();
+    assert_eq!(by_user, by_anon);
+    assert_eq!(by_user.user_id.as_deref(), Some("u1"));
+    assert!(by_user.identities.contains(&(IdKind::User, "u1".into())));
+    assert!(by_user.identities.contains(&(IdKind::Anonymous, "anon-1".into())));
+    let events = store.person_events(&a, by_user.id, None, 100).await.unwrap();
+    let ids: Vec<_> = events.iter().map(|e| e.event.message_id.as_str()).collect();
+    assert_eq!(ids, ["i1", "k1", "v2", "v1"]);
+    assert!(events.iter().all(|e| e.person_id == by_user.id));
+}
+
+pub async fn alias_merges_existing_events(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    store.append(&[event(&a, "o1", Some("old-id"), None, T0)], Millis(0)).await.unwrap();
+    let mut alias = event(&a, "al", Some("new-id"), None, T0 + 1);
+    alias.event_type = EventType::Alias;
+    alias.name = None;
+    alias.previous_id = Some("old-id".into());
+    // The alias and a follow-up in one batch: resolution sees its own batch.
+    store.append(&[alias, event(&a, "n1", Some("old-id"), None, T0 + 2)], Millis(0)).await.unwrap();
+    let person = store.find_person(&a, IdKind::User, "new-id").await.unwrap().unwrap();
+    assert_eq!(store.find_person(&a, IdKind::User, "old-id").await.unwrap().unwrap().id, person.id);
+    let events = store.person_events(&a, person.id, None, 10).await.unwrap();
+    assert_eq!(events.len(), 3);
+}
+
+pub async fn tenancy_isolates_everything(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    let (b, _, _) = workspace(store, "Beta").await;
+    store.append(&[event(&a, "m1", Some("u1"), Some("x"), T0)], Millis(0)).await.unwrap();
+    // The same message id and user id in another workspace are different things.
+    let out = store.append(&[event(&b, "m1", Some("u1"), Some("x"), T0)], Millis(0)).await.unwrap();
+    assert!(matches!(out[0], AppendOutcome::Stored { .. }));
+    let pa = store.find_person(&a, IdKind::User, "u1").await.unwrap().unwrap();
+    let pb = store.find_person(&b, IdKind::User, "u1").await.unwrap().unwrap();
+    assert_ne!(pa.id, pb.id);
+    // A's person id asked through B finds nothing.
+    assert!(store.person_events(&b, pa.id, None, 10).await.unwrap().is_empty());
+    assert!(store.event_counts(&b, pa.id).await.unwrap().is_empty());
+    assert!(store.identify_traits(&b, pa.id).await.unwrap().is_empty());
+    assert_eq!(store.events_after(&a, 0, 10).await.unwrap().len(), 1);
+    assert!(store.events_after(&a, 0, 10).await.unwrap().iter().all(|e| e.event.workspace_id == a));
+    let c = WorkspaceId::generate();
+    assert!(store.find_person(&c, IdKind::User, "u1").await.unwrap().is_none());
+}
+
+pub async fn person_events_paginate_newest_first(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    // Out of order timestamps, two with the same timestamp.
+    let batch: Vec<_> = [(1, 30), (2, 10), (3, 20), (4, 20), (5, 40)]
+        .into_iter()
+        .map(|(n, t)| event(&a, &format!("m{n}"), Some("u1"), None, T0 + t))
+        .collect();
+    store.append(&batch, Millis(0)).await.unwrap();
+    let person = store.find_person(&a, IdKind::User, "u1").await.unwrap().unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.person_events(&a, person.id, cursor, 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        let last = page.last().unwrap();
+        cursor = Some(EventCursor { timestamp: last.event.timestamp, seq: last.seq });
+        seen.extend(page.into_iter().map(|e| e.event.message_id));
+    }
+    assert_eq!(seen, ["m5", "m1", "m4", "m3", "m2"]);
+}
+
+pub async fn counts_and_traits(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    let mut page = event(&a, "p1", Some("u1"), None, T0 + 1);
+    page.event_type = EventType::Page;
+    page.name = Some("Pricing".into());
+    store
+        .append(
+            &[
+                identify(&a, "i1", "u1", None, json!({"plan": "free", "email": "a@x.io"}), T0),
+                event(&a, "t1", Some("u1"), None, T0 + 2),
+                event(&a, "t2", Some("u1"), None, T0 + 3),
+                page,
+                identify(&a, "i2", "u1", None, json!({"plan": "pro"}), T0 + 4),
+            ],
+            Millis(0),
+        )
+        .await
+        .unwrap();
+    let person = store.find_person(&a, IdKind::User, "u1").await.unwrap().unwrap();
+    let mut counts = store.event_counts(&a, person.id).await.unwrap();
+    counts.sort_by_key(|c| (c.event_type.as_str(), c.name.clone()));
+    let summary: Vec<_> = counts.iter().map(|c| (c.event_type, c.name.as_deref(), c.count, c.first.0 - T0, c.last.0 - T0)).collect();
+    assert_eq!(
+        summary,
+        [
+            (EventType::Identify, None, 2, 0, 4),
+            (EventType::Page, Some("Pricing"), 1, 1, 1),
+            (EventType::Track, Some("Item Viewed"), 2, 2, 3),
+        ]
+    );
+    let traits = store.identify_traits(&a, person.id).await.unwrap();
+    assert_eq!(traits, [json!({"plan": "free", "email": "a@x.io"}), json!({"plan": "pro"})]);
+}
+
+pub async fn events_after_in_log_order(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    for n in 0..5 {
+        store.append(&[event(&a, &format!("m{n}"), Some("u"), None, T0 - n * 1000)], Millis(0)).await.unwrap();
+    }
+    let all = store.events_after(&a, 0, 100).await.unwrap();
+    let ids: Vec<_> = all.iter().map(|e| e.event.message_id.as_str()).collect();
+    assert_eq!(ids, ["m0", "m1", "m2", "m3", "m4"], "log order is commit order, not event time");
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    let rest = store.events_after(&a, all[1].seq, 2).await.unwrap();
+    let ids: Vec<_> = rest.iter().map(|e| e.event.message_id.as_str()).collect();
+    assert_eq!(ids, ["m2", "m3"]);
+}
+
+pub async fn prune_dedup(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    store.append(&[event(&a, "old", Some("u"), None, T0)], Millis(0)).await.unwrap();
+    store.append(&[event(&a, "new", Some("u"), None, T0 + 1000)], Millis(0)).await.unwrap();
+    assert_eq!(store.prune_dedup(Millis(T0 + 500)).await.unwrap(), 1);
+    // The pruned id is accepted again even with the widest window; the kept one is not.
+    let out = store
+        .append(&[event(&a, "old", Some("u"), None, T0 + 2000), event(&a, "new", Some("u"), None, T0 + 2000)], Millis(0))
+        .await
+        .unwrap();
+    assert!(matches!(out[0], AppendOutcome::Stored { .. }));
+    assert_eq!(out[1], AppendOutcome::Duplicate);
+    assert_eq!(stored(&out), 1);
+}
+
+pub async fn raw_and_enrichment_round_trip(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    let mut e = event(&a, "m1", None, Some("anon"), T0);
+    // Exact bytes survive, key order, whitespace and unicode included.
+    e.raw = "{\"type\":\"track\",  \"z\":1,\"a\":\"é ✓ \\n\",\"event\":\"Item Viewed\"}".into();
+    e.enrichment = json!({"ua": {"browser": "Firefox"}}).to_string();
+    e.name = Some("Item Viewed".into());
+    store.append(std::slice::from_ref(&e), Millis(0)).await.unwrap();
+    let back = store.events_after(&a, 0, 10).await.unwrap().remove(0);
+    assert_eq!(back.event, e);
+}
