@@ -140,3 +140,67 @@ mod tests {
         assert!(parse_duration_ms("d").is_err());
     }
 }
+
+/// A duration written the way people write it in config files: `7d`, `12h`, `30m`, `45s`, `250ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration {
+    pub millis: i64,
+}
+
+impl HumanDuration {
+    pub const fn from_millis(millis: i64) -> Self {
+        Self { millis }
+    }
+
+    pub const fn from_secs(secs: i64) -> Self {
+        Self { millis: secs * 1000 }
+    }
+
+    pub fn as_std(self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.millis.max(0) as u64)
+    }
+}
+
+impl std::str::FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_duration_ms(s).map(Self::from_millis)
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.millis;
+        for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+            if ms != 0 && ms % size == 0 {
+                return write!(f, "{}{unit}", ms / size);
+            }
+        }
+        write!(f, "{ms}ms")
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod human_duration_tests {
+    use super::*;
+
+    #[test]
+    fn displays_in_the_largest_whole_unit() {
+        for s in ["7d", "12h", "30m", "45s", "250ms", "90m"] {
+            assert_eq!(s.parse::<HumanDuration>().unwrap().to_string(), s);
+        }
+    }
+}
