@@ -1,1 +1,366 @@
-//! placeholder
+//! The HTTP API: Segment-compatible ingestion, reads with the secret key, workspace settings,
+//! and operations endpoints. The only crate that knows HTTP and the JSON shapes of the API.
+
+pub mod auth;
+pub mod error;
+pub mod views;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use whisperer_core::identity::IdKind;
+use whisperer_core::tracking_plan::TrackingPlan;
+use whisperer_core::{EventType, KeyKind, Millis};
+use whisperer_ingest::enrich::RequestMeta;
+use whisperer_ingest::plan::CompiledPlan;
+use whisperer_ingest::{Endpoint, Ingestor};
+use whisperer_store::{EventCursor, Store};
+
+use crate::auth::{Caller, KeyCache, key_from_headers};
+use crate::error::{ApiError, ErrorCode};
+
+/// The OpenAPI 3.1 document of this API, served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// Bodies above this size are decoded on a blocking thread, keeping async workers responsive.
+const INLINE_DECODE_BYTES: usize = 64 * 1024;
+const DEFAULT_PAGE: usize = 50;
+const MAX_PAGE: usize = 1000;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabel {
+    route: String,
+}
+
+struct HttpMetrics {
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<RouteLabel, Histogram>,
+}
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    ingestor: Arc<Ingestor>,
+    keys: KeyCache,
+    registry: Registry,
+    http: HttpMetrics,
+}
+
+impl AppState {
+    /// Wires the API over a store and an ingestor; HTTP metrics join `registry`, which
+    /// `/metrics` then serves.
+    pub fn new(store: Arc<dyn Store>, ingestor: Arc<Ingestor>, mut registry: Registry) -> Self {
+        let http = HttpMetrics {
+            requests: Family::default(),
+            duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0002, 2.0, 16))),
+        };
+        registry.register(
+            "whisperer_http_requests",
+            "HTTP requests by route and status",
+            http.requests.clone(),
+        );
+        registry.register(
+            "whisperer_http_request_duration_seconds",
+            "HTTP request latency by route",
+            http.duration.clone(),
+        );
+        let keys = KeyCache::new(store.clone());
+        Self { inner: Arc::new(Inner { store, ingestor, keys, registry, http }) }
+    }
+}
+
+/// The whole API as an axum router; serve it with `into_make_service_with_connect_info`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/batch", ingest_route(Endpoint::Batch))
+        .route("/v1/import", ingest_route(Endpoint::Batch))
+        .route("/v1/track", ingest_route(Endpoint::Single(EventType::Track)))
+        .route("/v1/identify", ingest_route(Endpoint::Single(EventType::Identify)))
+        .route("/v1/page", ingest_route(Endpoint::Single(EventType::Page)))
+        .route("/v1/screen", ingest_route(Endpoint::Single(EventType::Screen)))
+        .route("/v1/group", ingest_route(Endpoint::Single(EventType::Group)))
+        .route("/v1/alias", ingest_route(Endpoint::Single(EventType::Alias)))
+        .route("/v1/users/{user_id}", get(get_user))
+        .route("/v1/users/{user_id}/events", get(get_user_events))
+        .route("/v1/tracking-plan", get(get_tracking_plan).put(put_tracking_plan))
+        .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
+        .fallback(|| async { ApiError::new(ErrorCode::RouteNotFound, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(ErrorCode::MethodNotAllowed, "this route does not accept that method")
+        })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Request id, metrics and the access log around every request.
+async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = request.method().to_string();
+    request.headers_mut().insert(&REQUEST_ID, HeaderValue::from_str(&request_id).expect("checked ascii"));
+    let mut response = next.run(request).await;
+    let status = response.status().as_u16();
+    let seconds = started.elapsed().as_secs_f64();
+    let http = &state.inner.http;
+    http.requests
+        .get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status })
+        .inc();
+    http.duration.get_or_create(&RouteLabel { route: route.clone() }).observe(seconds);
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.as_str());
+    if status >= 500 {
+        tracing::error!(
+            request_id,
+            method,
+            route,
+            status,
+            error_code = code,
+            latency_ms = seconds * 1e3,
+            "request failed"
+        );
+    } else if status >= 400 {
+        tracing::info!(
+            request_id,
+            method,
+            route,
+            status,
+            error_code = code,
+            latency_ms = seconds * 1e3,
+            "request refused"
+        );
+    } else {
+        tracing::debug!(request_id, method, route, status, latency_ms = seconds * 1e3, "request");
+    }
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(&REQUEST_ID, value);
+    }
+    response
+}
+
+fn ingest_route(endpoint: Endpoint) -> MethodRouter<AppState> {
+    post(move |State(state): State<AppState>, request: Request| async move {
+        ingest(state, request, endpoint).await
+    })
+}
+
+async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<bytes::Bytes, ApiError> {
+    let too_large =
+        || ApiError::new(ErrorCode::RequestTooLarge, format!("request body is larger than {limit} bytes"));
+    if let Some(length) =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        && length > limit
+    {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let is_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.downcast_ref::<http_body_util::LengthLimitError>().is_some());
+        if is_limit {
+            too_large()
+        } else {
+            ApiError::new(ErrorCode::InvalidBatch, format!("cannot read body: {e}"))
+        }
+    })
+}
+
+async fn ingest(state: AppState, request: Request, endpoint: Endpoint) -> Result<Response, ApiError> {
+    let received_at = Millis::now();
+    let app = &state.inner;
+    let (parts, body) = request.into_parts();
+    let remote_ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let header_key = key_from_headers(&parts.headers)?;
+    // With the key in a header, refuse strangers before spending CPU on their body.
+    let caller = match &header_key {
+        Some(key) => Some(app.keys.authenticate(Some(key), KeyKind::Write).await?),
+        None => None,
+    };
+    let body = read_body(body, app.ingestor.limits().max_request_bytes, &parts.headers).await?;
+    let encoding =
+        parts.headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let decoded = if body.len() > INLINE_DECODE_BYTES {
+        let ingestor = app.ingestor.clone();
+        tokio::task::spawn_blocking(move || ingestor.decode(endpoint, &body, encoding.as_deref()))
+            .await
+            .map_err(|e| ApiError::new(ErrorCode::Internal, format!("decoder failed: {e}")))?
+    } else {
+        app.ingestor.decode(endpoint, &body, encoding.as_deref())
+    };
+    let decoded = match decoded {
+        Ok(d) => d,
+        Err(e) => {
+            let error = ApiError::from(e);
+            app.ingestor.count_refused_request(error.code.as_str());
+            return Err(error);
+        }
+    };
+    let caller: Caller = match caller {
+        Some(c) => c,
+        None => app.keys.authenticate(decoded.write_key.as_deref(), KeyKind::Write).await?,
+    };
+    let total = decoded.messages.len();
+    let meta = RequestMeta { received_at, remote_ip, historical: false };
+    let report = app.ingestor.ingest(&caller.workspace, decoded.messages, &meta).await?;
+    if total > 0 && report.rejected.len() == total {
+        let first = &report.rejected[0];
+        let message = if total == 1 {
+            first.message.clone()
+        } else {
+            format!("all {total} messages were rejected; first: {}", first.message)
+        };
+        let mut error = ApiError::new(first.code.into(), message);
+        if endpoint == Endpoint::Batch {
+            error.rejected = report.rejected;
+        }
+        return Err(error);
+    }
+    Ok(axum::Json(json!({
+        "success": true,
+        "accepted": report.accepted,
+        "duplicates": report.duplicates,
+        "rejected": report.rejected,
+    }))
+    .into_response())
+}
+
+async fn secret_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let key = key_from_headers(headers)?;
+    state.inner.keys.authenticate(key.as_deref(), KeyKind::Secret).await
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let caller = secret_caller(&state, &headers).await?;
+    let store = &state.inner.store;
+    let person = store.find_person(&caller.workspace, IdKind::User, &user_id).await?.ok_or_else(|| {
+        ApiError::new(ErrorCode::UserNotFound, format!("no user {user_id:?} in this workspace"))
+    })?;
+    let counts = store.event_counts(&caller.workspace, person.id).await?;
+    let traits = store.identify_traits(&caller.workspace, person.id).await?;
+    Ok(axum::Json(views::user_json(&user_id, &person, &counts, &traits)))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn get_user_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(user_id): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let caller = secret_caller(&state, &headers).await?;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!("limit must be an integer from 1 to {MAX_PAGE}"),
+            )
+        })?,
+    };
+    let before = query.cursor.as_deref().map(views::decode_cursor).transpose()?;
+    let store = &state.inner.store;
+    let person = store.find_person(&caller.workspace, IdKind::User, &user_id).await?.ok_or_else(|| {
+        ApiError::new(ErrorCode::UserNotFound, format!("no user {user_id:?} in this workspace"))
+    })?;
+    let events = store.person_events(&caller.workspace, person.id, before, limit).await?;
+    let next = (events.len() == limit)
+        .then(|| {
+            events
+                .last()
+                .map(|e| views::encode_cursor(EventCursor { timestamp: e.event.timestamp, seq: e.seq }))
+        })
+        .flatten();
+    let body =
+        views::EventPage { events: events.iter().map(views::EventView::of).collect(), next_cursor: next };
+    Ok(axum::Json(body).into_response())
+}
+
+async fn get_tracking_plan(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<axum::Json<TrackingPlan>, ApiError> {
+    let caller = secret_caller(&state, &headers).await?;
+    Ok(axum::Json(state.inner.store.tracking_plan(&caller.workspace).await?.unwrap_or_default()))
+}
+
+async fn put_tracking_plan(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Result<axum::Json<TrackingPlan>, ApiError> {
+    let caller = secret_caller(&state, &headers).await?;
+    let plan = parse_tracking_plan(&body)?;
+    state.inner.store.set_tracking_plan(&caller.workspace, &plan).await?;
+    state.inner.ingestor.tracking_plan_changed(&caller.workspace);
+    Ok(axum::Json(plan))
+}
+
+/// Parses and compiles a tracking plan; the error names the event whose schema is wrong.
+pub fn parse_tracking_plan(body: &[u8]) -> Result<TrackingPlan, ApiError> {
+    let plan: TrackingPlan = serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidTrackingPlan, format!("tracking plan: {e}")))?;
+    CompiledPlan::compile(&plan).map_err(|e| ApiError::new(ErrorCode::InvalidTrackingPlan, e.to_string()))?;
+    Ok(plan)
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    state.inner.store.ping().await?;
+    Ok(axum::Json(json!({"status": "ready", "storage": state.inner.store.backend()})))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.inner.registry) {
+        return ApiError::new(ErrorCode::Internal, format!("cannot encode metrics: {e}")).into_response();
+    }
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}

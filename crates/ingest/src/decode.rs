@@ -322,7 +322,12 @@ fn string_value(raw: &RawValue, field: &str, allow_number: bool) -> Result<Optio
     let value = match text.as_bytes().first() {
         Some(b'"') => serde_json::from_str::<String>(text)
             .map_err(|e| MessageError::invalid(format!("{field}: {e}")))?,
-        Some(b'-' | b'0'..=b'9') if allow_number => text.to_owned(),
+        // Integer ids only: a float id (1e3, 5.5) is a client bug, not a name.
+        Some(b'-' | b'0'..=b'9')
+            if allow_number && text.trim_start_matches('-').bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            text.to_owned()
+        }
         Some(b'n') => return Ok(None),
         _ => return Err(MessageError::invalid(format!("{field} must be a string"))),
     };
@@ -565,6 +570,7 @@ mod tests {
     fn wrong_types_are_named() {
         use EventType::*;
         assert_eq!(reject(Track, json!({"userId": {"x": 1}, "event": "E"})), "userId must be a string");
+        assert_eq!(reject(Track, json!({"userId": 1.5, "event": "E"})), "userId must be a string");
         assert_eq!(reject(Track, json!({"userId": "u", "event": 5})), "event must be a string");
         assert_eq!(
             reject(Track, json!({"userId": "u", "event": "E", "properties": []})),

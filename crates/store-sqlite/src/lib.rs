@@ -40,12 +40,15 @@ struct Inner {
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, migrating the schema to the latest.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::Unavailable(format!("cannot create data dir {}: {e}", data_dir.display())))?;
+        std::fs::create_dir_all(data_dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create data dir {}: {e}", data_dir.display()))
+        })?;
         let path = data_dir.join(DATABASE_FILE);
         let mut writer = open_connection(&path)?;
         schema::migrate(&mut writer).map_err(map_err)?;
-        Ok(Self { inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }) })
+        Ok(Self {
+            inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -131,7 +134,11 @@ fn event_type_from_code(code: i64) -> rusqlite::Result<EventType> {
 
 fn key_kind(s: &str) -> rusqlite::Result<KeyKind> {
     KeyKind::parse(s).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, format!("key kind {s:?}").into())
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("key kind {s:?}").into(),
+        )
     })
 }
 
@@ -177,7 +184,11 @@ fn message_ids(e: &NewEvent) -> MessageIds<'_> {
 }
 
 /// The whole append transaction; see [`Store::append`].
-fn append_blocking(conn: &mut Connection, events: &[NewEvent], dedup_since: Millis) -> rusqlite::Result<Vec<AppendOutcome>> {
+fn append_blocking(
+    conn: &mut Connection,
+    events: &[NewEvent],
+    dedup_since: Millis,
+) -> rusqlite::Result<Vec<AppendOutcome>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut fresh = Vec::with_capacity(events.len());
     {
@@ -187,7 +198,12 @@ fn append_blocking(conn: &mut Connection, events: &[NewEvent], dedup_since: Mill
              WHERE message_ids.first_seen < ?4",
         )?;
         for (i, e) in events.iter().enumerate() {
-            let changed = dedup.execute(params![e.workspace_id.as_str(), e.message_id, e.received_at.0, dedup_since.0])?;
+            let changed = dedup.execute(params![
+                e.workspace_id.as_str(),
+                e.message_id,
+                e.received_at.0,
+                dedup_since.0
+            ])?;
             if changed == 1 {
                 fresh.push(i);
             }
@@ -210,8 +226,9 @@ fn append_blocking(conn: &mut Connection, events: &[NewEvent], dedup_since: Mill
                 if !loaded.insert((ws, kind, value)) {
                     continue;
                 }
-                let found: Option<(i64, Option<String>)> =
-                    lookup.query_row(params![ws, kind.code(), value], |r| Ok((r.get(0)?, r.get(1)?))).optional()?;
+                let found: Option<(i64, Option<String>)> = lookup
+                    .query_row(params![ws, kind.code(), value], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
                 if let Some((person, user)) = found {
                     resolver.preload(kind, value, person, user);
                 }
@@ -287,7 +304,9 @@ fn apply_identity_ops<'a>(
         match op {
             IdentityOp::CreatePerson { person, user_id } => {
                 let id: i64 = tx
-                    .prepare_cached("INSERT INTO persons (workspace_id, user_id) VALUES (?1, ?2) RETURNING id")?
+                    .prepare_cached(
+                        "INSERT INTO persons (workspace_id, user_id) VALUES (?1, ?2) RETURNING id",
+                    )?
                     .query_row(params![ws, user_id], |r| r.get(0))?;
                 ids.insert((ws, *person), id);
             }
@@ -304,11 +323,16 @@ fn apply_identity_ops<'a>(
             }
             IdentityOp::Merge { from, into } => {
                 let (from, into) = (resolve_ref(ids, ws, *from), resolve_ref(ids, ws, *into));
-                tx.prepare_cached("UPDATE identities SET person_id = ?1 WHERE workspace_id = ?2 AND person_id = ?3")?
-                    .execute(params![into, ws, from])?;
-                tx.prepare_cached("UPDATE events SET person_id = ?1 WHERE workspace_id = ?2 AND person_id = ?3")?
-                    .execute(params![into, ws, from])?;
-                tx.prepare_cached("DELETE FROM persons WHERE workspace_id = ?1 AND id = ?2")?.execute(params![ws, from])?;
+                tx.prepare_cached(
+                    "UPDATE identities SET person_id = ?1 WHERE workspace_id = ?2 AND person_id = ?3",
+                )?
+                .execute(params![into, ws, from])?;
+                tx.prepare_cached(
+                    "UPDATE events SET person_id = ?1 WHERE workspace_id = ?2 AND person_id = ?3",
+                )?
+                .execute(params![into, ws, from])?;
+                tx.prepare_cached("DELETE FROM persons WHERE workspace_id = ?1 AND id = ?2")?
+                    .execute(params![ws, from])?;
             }
         }
     }
@@ -343,10 +367,16 @@ impl Store for SqliteStore {
 
     async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
         self.read(|c| {
-            let mut stmt = c.prepare("SELECT id, name, created_at FROM workspaces ORDER BY created_at, id").map_err(map_err)?;
+            let mut stmt = c
+                .prepare("SELECT id, name, created_at FROM workspaces ORDER BY created_at, id")
+                .map_err(map_err)?;
             let rows = stmt
                 .query_map([], |r| {
-                    Ok(Workspace { id: WorkspaceId::from_stored(r.get(0)?), name: r.get(1)?, created_at: Millis(r.get(2)?) })
+                    Ok(Workspace {
+                        id: WorkspaceId::from_stored(r.get(0)?),
+                        name: r.get(1)?,
+                        created_at: Millis(r.get(2)?),
+                    })
                 })
                 .map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)
@@ -370,7 +400,9 @@ impl Store for SqliteStore {
         let (ws, key) = (workspace.clone(), key.clone());
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let exists = tx.query_row("SELECT 1 FROM workspaces WHERE id = ?1", [ws.as_str()], |_| Ok(())).optional()?;
+            let exists = tx
+                .query_row("SELECT 1 FROM workspaces WHERE id = ?1", [ws.as_str()], |_| Ok(()))
+                .optional()?;
             if exists.is_none() {
                 return Ok(false);
             }
@@ -410,7 +442,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revoke_keys_except(&self, workspace: &WorkspaceId, kind: KeyKind, keep: &str, at: Millis) -> Result<u64> {
+    async fn revoke_keys_except(
+        &self,
+        workspace: &WorkspaceId,
+        kind: KeyKind,
+        keep: &str,
+        at: Millis,
+    ) -> Result<u64> {
         let (ws, keep) = (workspace.clone(), keep.to_owned());
         self.write(move |c| {
             c.execute(
@@ -426,11 +464,13 @@ impl Store for SqliteStore {
     async fn find_key(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
         let hash = *hash;
         self.read(move |c| {
-            c.prepare_cached("SELECT id, workspace_id, kind, created_at, revoked_at FROM api_keys WHERE hash = ?1")
-                .map_err(map_err)?
-                .query_row([&hash.0[..]], key_from_row)
-                .optional()
-                .map_err(map_err)
+            c.prepare_cached(
+                "SELECT id, workspace_id, kind, created_at, revoked_at FROM api_keys WHERE hash = ?1",
+            )
+            .map_err(map_err)?
+            .query_row([&hash.0[..]], key_from_row)
+            .optional()
+            .map_err(map_err)
         })
         .await
     }
@@ -479,7 +519,12 @@ impl Store for SqliteStore {
         self.write(move |c| append_blocking(c, &events, dedup_since)).await
     }
 
-    async fn events_after(&self, workspace: &WorkspaceId, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>> {
+    async fn events_after(
+        &self,
+        workspace: &WorkspaceId,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
         let ws = workspace.clone();
         self.read(move |c| {
             let mut stmt = c
@@ -493,7 +538,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn find_person(&self, workspace: &WorkspaceId, kind: IdKind, value: &str) -> Result<Option<Person>> {
+    async fn find_person(
+        &self,
+        workspace: &WorkspaceId,
+        kind: IdKind,
+        value: &str,
+    ) -> Result<Option<Person>> {
         let (ws, value) = (workspace.clone(), value.to_owned());
         self.read(move |c| {
             let found: Option<(i64, Option<String>)> = c
@@ -549,24 +599,34 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn identify_traits(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Vec<serde_json::Value>> {
+    async fn identify_traits(
+        &self,
+        workspace: &WorkspaceId,
+        person: PersonId,
+    ) -> Result<Vec<serde_json::Value>> {
         let ws = workspace.clone();
         self.read(move |c| {
+            // Some libraries (RudderStack's Python SDK) send identify traits only in
+            // context.traits; the top-level traits, when present, apply after them.
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT json_extract(raw, '$.traits') FROM events
+                    "SELECT json_extract(raw, '$.context.traits'), json_extract(raw, '$.traits') FROM events
                      WHERE workspace_id = ?1 AND person_id = ?2 AND type = ?3 ORDER BY timestamp, seq",
                 )
                 .map_err(map_err)?;
             let rows = stmt
                 .query_map(params![ws.as_str(), person, event_type_code(EventType::Identify)], |r| {
-                    r.get::<_, Option<String>>(0)
+                    Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?))
                 })
                 .map_err(map_err)?;
             let mut traits = Vec::new();
             for row in rows {
-                if let Some(text) = row.map_err(map_err)? {
-                    traits.push(serde_json::from_str(&text).map_err(corrupt)?);
+                let (context_traits, top_level) = row.map_err(map_err)?;
+                for text in [context_traits, top_level].into_iter().flatten() {
+                    let value: serde_json::Value = serde_json::from_str(&text).map_err(corrupt)?;
+                    if value.is_object() {
+                        traits.push(value);
+                    }
                 }
             }
             Ok(traits)
@@ -591,16 +651,19 @@ impl Store for SqliteStore {
                      ORDER BY timestamp DESC, seq DESC LIMIT ?5"
                 ))
                 .map_err(map_err)?;
-            let rows =
-                stmt.query_map(params![ws.as_str(), person, ts, seq, limit as i64], event_from_row).map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![ws.as_str(), person, ts, seq, limit as i64], event_from_row)
+                .map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)
         })
         .await
     }
 
     async fn prune_dedup(&self, before: Millis) -> Result<u64> {
-        self.write(move |c| c.execute("DELETE FROM message_ids WHERE first_seen < ?1", [before.0]).map(|n| n as u64))
-            .await
+        self.write(move |c| {
+            c.execute("DELETE FROM message_ids WHERE first_seen < ?1", [before.0]).map(|n| n as u64)
+        })
+        .await
     }
 }
 

@@ -74,11 +74,19 @@ fn event(ws: &WorkspaceId, message_id: &str, user: Option<&str>, anon: Option<&s
     }
 }
 
-fn identify(ws: &WorkspaceId, message_id: &str, user: &str, anon: Option<&str>, traits: serde_json::Value, at: i64) -> NewEvent {
+fn identify(
+    ws: &WorkspaceId,
+    message_id: &str,
+    user: &str,
+    anon: Option<&str>,
+    traits: serde_json::Value,
+    at: i64,
+) -> NewEvent {
     NewEvent {
         event_type: EventType::Identify,
         name: None,
-        raw: json!({"type": "identify", "userId": user, "traits": traits, "messageId": message_id}).to_string(),
+        raw: json!({"type": "identify", "userId": user, "traits": traits, "messageId": message_id})
+            .to_string(),
         ..event(ws, message_id, Some(user), anon, at)
     }
 }
@@ -99,7 +107,10 @@ pub async fn workspaces_and_keys(store: &impl Store) {
     assert!(store.workspace(&WorkspaceId::generate()).await.unwrap().is_none());
 
     let found = store.find_key(&write.hash()).await.unwrap().unwrap();
-    assert_eq!((found.workspace_id.clone(), found.kind, found.id.clone()), (a.clone(), KeyKind::Write, write.id()));
+    assert_eq!(
+        (found.workspace_id.clone(), found.kind, found.id.clone()),
+        (a.clone(), KeyKind::Write, write.id())
+    );
     assert!(found.is_active());
     assert_eq!(store.find_key(&secret.hash()).await.unwrap().unwrap().kind, KeyKind::Secret);
     assert!(store.find_key(&KeyHash::of("wk_nope")).await.unwrap().is_none());
@@ -190,9 +201,18 @@ pub async fn dedup_window(store: &impl Store) {
 pub async fn anonymous_history_joins_the_user(store: &impl Store) {
     let (a, _, _) = workspace(store, "Acme").await;
     // Before signing in, as two separate batches and commits.
-    store.append(&[event(&a, "v1", None, Some("anon-1"), T0), event(&a, "v2", None, Some("anon-1"), T0 + 1)], Millis(0)).await.unwrap();
+    store
+        .append(
+            &[event(&a, "v1", None, Some("anon-1"), T0), event(&a, "v2", None, Some("anon-1"), T0 + 1)],
+            Millis(0),
+        )
+        .await
+        .unwrap();
     store.append(&[event(&a, "k1", Some("u1"), None, T0 + 2)], Millis(0)).await.unwrap();
-    store.append(&[identify(&a, "i1", "u1", Some("anon-1"), json!({"plan": "free"}), T0 + 3)], Millis(0)).await.unwrap();
+    store
+        .append(&[identify(&a, "i1", "u1", Some("anon-1"), json!({"plan": "free"}), T0 + 3)], Millis(0))
+        .await
+        .unwrap();
     let by_user = store.find_person(&a, IdKind::User, "u1").await.unwrap().unwrap();
     let by_anon = store.find_person(&a, IdKind::Anonymous, "anon-1").await.unwrap().unwrap();
     assert_eq!(by_user, by_anon);
@@ -276,6 +296,11 @@ pub async fn counts_and_traits(store: &impl Store) {
                 event(&a, "t2", Some("u1"), None, T0 + 3),
                 page,
                 identify(&a, "i2", "u1", None, json!({"plan": "pro"}), T0 + 4),
+                NewEvent {
+                    raw: json!({"type": "identify", "userId": "u1", "context": {"traits": {"seats": 5}}})
+                        .to_string(),
+                    ..identify(&a, "i3", "u1", None, json!(null), T0 + 5)
+                },
             ],
             Millis(0),
         )
@@ -284,23 +309,32 @@ pub async fn counts_and_traits(store: &impl Store) {
     let person = store.find_person(&a, IdKind::User, "u1").await.unwrap().unwrap();
     let mut counts = store.event_counts(&a, person.id).await.unwrap();
     counts.sort_by_key(|c| (c.event_type.as_str(), c.name.clone()));
-    let summary: Vec<_> = counts.iter().map(|c| (c.event_type, c.name.as_deref(), c.count, c.first.0 - T0, c.last.0 - T0)).collect();
+    let summary: Vec<_> = counts
+        .iter()
+        .map(|c| (c.event_type, c.name.as_deref(), c.count, c.first.0 - T0, c.last.0 - T0))
+        .collect();
     assert_eq!(
         summary,
         [
-            (EventType::Identify, None, 2, 0, 4),
+            (EventType::Identify, None, 3, 0, 5),
             (EventType::Page, Some("Pricing"), 1, 1, 1),
             (EventType::Track, Some("Item Viewed"), 2, 2, 3),
         ]
     );
     let traits = store.identify_traits(&a, person.id).await.unwrap();
-    assert_eq!(traits, [json!({"plan": "free", "email": "a@x.io"}), json!({"plan": "pro"})]);
+    assert_eq!(
+        traits,
+        [json!({"plan": "free", "email": "a@x.io"}), json!({"plan": "pro"}), json!({"seats": 5})]
+    );
 }
 
 pub async fn events_after_in_log_order(store: &impl Store) {
     let (a, _, _) = workspace(store, "Acme").await;
     for n in 0..5 {
-        store.append(&[event(&a, &format!("m{n}"), Some("u"), None, T0 - n * 1000)], Millis(0)).await.unwrap();
+        store
+            .append(&[event(&a, &format!("m{n}"), Some("u"), None, T0 - n * 1000)], Millis(0))
+            .await
+            .unwrap();
     }
     let all = store.events_after(&a, 0, 100).await.unwrap();
     let ids: Vec<_> = all.iter().map(|e| e.event.message_id.as_str()).collect();
@@ -318,7 +352,10 @@ pub async fn prune_dedup(store: &impl Store) {
     assert_eq!(store.prune_dedup(Millis(T0 + 500)).await.unwrap(), 1);
     // The pruned id is accepted again even with the widest window; the kept one is not.
     let out = store
-        .append(&[event(&a, "old", Some("u"), None, T0 + 2000), event(&a, "new", Some("u"), None, T0 + 2000)], Millis(0))
+        .append(
+            &[event(&a, "old", Some("u"), None, T0 + 2000), event(&a, "new", Some("u"), None, T0 + 2000)],
+            Millis(0),
+        )
         .await
         .unwrap();
     assert!(matches!(out[0], AppendOutcome::Stored { .. }));

@@ -128,15 +128,25 @@ pub trait Store: Send + Sync + 'static {
     async fn append(&self, events: &[NewEvent], dedup_since: Millis) -> Result<Vec<AppendOutcome>>;
 
     /// Events of a workspace in log order, after `after_seq`.
-    async fn events_after(&self, workspace: &WorkspaceId, after_seq: i64, limit: usize)
-    -> Result<Vec<StoredEvent>>;
+    async fn events_after(
+        &self,
+        workspace: &WorkspaceId,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>>;
 
     /// The person an id belongs to, with all their ids.
-    async fn find_person(&self, workspace: &WorkspaceId, kind: IdKind, value: &str) -> Result<Option<Person>>;
+    async fn find_person(&self, workspace: &WorkspaceId, kind: IdKind, value: &str)
+    -> Result<Option<Person>>;
     /// Event counts of a person by type and name.
     async fn event_counts(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Vec<EventCount>>;
-    /// The `traits` of every identify call of a person, oldest first.
-    async fn identify_traits(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Vec<serde_json::Value>>;
+    /// The traits objects of every identify call of a person in the order they apply: oldest
+    /// call first, and within a call `context.traits` before the top-level `traits`.
+    async fn identify_traits(
+        &self,
+        workspace: &WorkspaceId,
+        person: PersonId,
+    ) -> Result<Vec<serde_json::Value>>;
     /// A person's events, newest first, strictly before `before` when given.
     async fn person_events(
         &self,

@@ -1,0 +1,130 @@
+//! JSON shapes of what the API (and the export command) return.
+
+use base64::Engine;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use whisperer_core::event::merge_traits;
+use whisperer_core::identity::IdKind;
+use whisperer_core::{EventType, Millis, StoredEvent};
+use whisperer_store::{EventCount, EventCursor, Person};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// One stored event: the message as sent, and what ingestion added.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventView<'a> {
+    pub seq: i64,
+    pub message_id: &'a str,
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anonymous_id: Option<&'a str>,
+    pub person_id: i64,
+    /// When it happened (corrected for client clock skew).
+    pub timestamp: String,
+    pub received_at: String,
+    pub message: &'a RawValue,
+    pub enrichment: &'a RawValue,
+}
+
+const EMPTY_OBJECT: &str = "{}";
+
+fn raw(text: &str) -> &RawValue {
+    // Stored texts were produced by ingestion as JSON objects; a corrupt one shows as empty.
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::from_str(EMPTY_OBJECT).expect("valid json"))
+}
+
+impl<'a> EventView<'a> {
+    pub fn of(e: &'a StoredEvent) -> Self {
+        Self {
+            seq: e.seq,
+            message_id: &e.event.message_id,
+            event_type: e.event.event_type,
+            name: e.event.name.as_deref(),
+            user_id: e.event.user_id.as_deref(),
+            anonymous_id: e.event.anonymous_id.as_deref(),
+            person_id: e.person_id,
+            timestamp: e.event.timestamp.to_rfc3339(),
+            received_at: e.event.received_at.to_rfc3339(),
+            message: raw(&e.event.raw),
+            enrichment: raw(&e.event.enrichment),
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage<'a> {
+    pub events: Vec<EventView<'a>>,
+    pub next_cursor: Option<String>,
+}
+
+pub fn encode_cursor(c: EventCursor) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}:{}", c.timestamp.0, c.seq))
+}
+
+pub fn decode_cursor(text: &str) -> Result<EventCursor, ApiError> {
+    let invalid = || ApiError::new(ErrorCode::InvalidCursor, "cursor is not one this API returned");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let (ts, seq) = text.split_once(':').ok_or_else(invalid)?;
+    Ok(EventCursor {
+        timestamp: Millis(ts.parse().map_err(|_| invalid())?),
+        seq: seq.parse().map_err(|_| invalid())?,
+    })
+}
+
+/// The profile of a user: ids, merged traits, activity.
+pub fn user_json(user_id: &str, person: &Person, counts: &[EventCount], traits: &[Value]) -> Value {
+    let mut merged = Map::new();
+    for t in traits {
+        merge_traits(&mut merged, t);
+    }
+    let ids = |kind: IdKind| -> Vec<&str> {
+        person.identities.iter().filter(|(k, _)| *k == kind).map(|(_, v)| v.as_str()).collect()
+    };
+    let mut event_counts = BTreeMap::new();
+    let mut type_counts = BTreeMap::new();
+    for c in counts {
+        *type_counts.entry(c.event_type.as_str()).or_insert(0u64) += c.count;
+        if c.event_type == EventType::Track
+            && let Some(name) = &c.name
+        {
+            *event_counts.entry(name.as_str()).or_insert(0u64) += c.count;
+        }
+    }
+    let first = counts.iter().map(|c| c.first).min();
+    let last = counts.iter().map(|c| c.last).max();
+    json!({
+        "userId": user_id,
+        "personId": person.id,
+        "identities": {"userIds": ids(IdKind::User), "anonymousIds": ids(IdKind::Anonymous)},
+        "traits": merged,
+        "firstSeen": first.map(Millis::to_rfc3339),
+        "lastSeen": last.map(Millis::to_rfc3339),
+        "eventCount": counts.iter().map(|c| c.count).sum::<u64>(),
+        "eventCounts": event_counts,
+        "typeCounts": type_counts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let c = EventCursor { timestamp: Millis(1_700_000_000_000), seq: 42 };
+        assert_eq!(decode_cursor(&encode_cursor(c)).unwrap(), c);
+        for bad in ["", "!!", "MTIz", &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("a:b")] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,509 @@
+//! Integration tests of the HTTP API through a real server on a real (SQLite) store.
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use whisperer_api::AppState;
+use whisperer_core::{ApiKey, KeyKind, Millis, Workspace, WorkspaceId};
+use whisperer_ingest::IngestConfig;
+use whisperer_store::{NewKey, Store};
+use whisperer_store_sqlite::SqliteStore;
+
+struct TestApp {
+    url: String,
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+struct Keys {
+    id: WorkspaceId,
+    write: String,
+    secret: String,
+}
+
+async fn spawn_app() -> TestApp {
+    spawn_app_with(IngestConfig::default()).await
+}
+
+async fn spawn_app_with(config: IngestConfig) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let mut registry = prometheus_client::registry::Registry::default();
+    let ingestor = Arc::new(config.build(store.clone(), &mut registry).unwrap());
+    let app = whisperer_api::router(AppState::new(store.clone(), ingestor, registry));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
+    });
+    TestApp { url: format!("http://{addr}"), store, http: reqwest::Client::new(), _dir: dir }
+}
+
+impl TestApp {
+    async fn workspace(&self, name: &str) -> Keys {
+        let ws = Workspace { id: WorkspaceId::generate(), name: name.into(), created_at: Millis::now() };
+        let write = ApiKey::generate(KeyKind::Write);
+        let secret = ApiKey::generate(KeyKind::Secret);
+        self.store
+            .create_workspace(&ws, &[NewKey::of(&write, Millis::now()), NewKey::of(&secret, Millis::now())])
+            .await
+            .unwrap();
+        Keys { id: ws.id, write: write.plaintext, secret: secret.plaintext }
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        key: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.url)).body(body);
+        if let Some(key) = key {
+            req = req.basic_auth(key, Some(""));
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        let res = self.http.get(format!("{}{path}", self.url)).bearer_auth(key).send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn stored(&self, ws: &WorkspaceId) -> usize {
+        self.store.events_after(ws, 0, 100_000).await.unwrap().len()
+    }
+}
+
+fn fixture(name: &str) -> Vec<Value> {
+    let path = format!("{}/../../../shared/fixtures/segment-clients/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+#[tokio::test]
+async fn official_client_requests_are_accepted_as_captured() {
+    let app = spawn_app().await;
+    let ws = app.workspace("Acme").await;
+    let mut sent = 0;
+    for name in ["py_segment.jsonl", "py_segment_batch.jsonl", "node_segment.jsonl"] {
+        for captured in fixture(name) {
+            // Replay exactly what the library sent, with our key and the fixture's headers.
+            let mut body = captured["body"].clone();
+            body["writeKey"] = json!(ws.write);
+            let bytes = body.to_string().into_bytes();
+            let gzipped = captured["headers"]["Content-Encoding"] == "gzip";
+            let mut req = app
+                .http
+                .post(format!("{}{}", app.url, captured["path"].as_str().unwrap()))
+                .header("Content-Type", "application/json")
+                .basic_auth(&ws.write, Some(""));
+            req = if gzipped {
+                req.header("Content-Encoding", "gzip").body(gzip(&bytes))
+            } else {
+                req.body(bytes)
+            };
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK, "{name}");
+            let answer: Value = res.json().await.unwrap();
+            assert_eq!(answer["success"], true);
+            assert_eq!(answer["rejected"], json!([]), "{name}: {answer}");
+            sent += body["batch"].as_array().map_or(1, Vec::len);
+        }
+    }
+    assert_eq!(app.stored(&ws.id).await, sent);
+    // The Python and Node fixtures both describe user_1; the profile joins them.
+    let (status, user) = app.get("/v1/users/user_1", &ws.secret).await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(user["traits"]["email"], "a@example.com");
+    assert_eq!(user["eventCounts"]["Order Completed"], 2);
+    assert!(user["identities"]["anonymousIds"].as_array().unwrap().contains(&json!("anon_777")), "{user}");
+}
+
+#[tokio::test]
+async fn write_key_in_the_body_and_any_content_type() {
+    let app = spawn_app().await;
+    let ws = app.workspace("Acme").await;
+    let body = json!({"writeKey": ws.write, "userId": "u1", "event": "Signed Up"}).to_string();
+    let res = app
+        .http
+        .post(format!("{}/v1/track", app.url))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.stored(&ws.id).await, 1);
+}
+
+#[tokio::test]
+async fn anonymous_history_counts_for_the_user_after_identify() {
+    let app = spawn_app().await;
+    let ws = app.workspace("Acme").await;
+    let k = Some(ws.write.as_str());
+    for i in 0..3 {
+        let body = json!({"anonymousId": "visitor-9", "name": format!("Page {i}")});
+        assert_eq!(app.post("/v1/page", k, body.to_string()).await.0, StatusCode::OK);
+    }
+    let identify =
+        json!({"userId": "ada", "anonymousId": "visitor-9", "traits": {"plan": "free", "name": "Ada"}});
+    assert_eq!(app.post("/v1/identify", k, identify.to_string()).await.0, StatusCode::OK);
+    let identify = json!({"userId": "ada", "traits": {"plan": "pro"}});
+    assert_eq!(app.post("/v1/identify", k, identify.to_string()).await.0, StatusCode::OK);
+    let (status, user) = app.get("/v1/users/ada", &ws.secret).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(user["typeCounts"]["page"], 3);
+    assert_eq!(user["eventCount"], 5);
+    assert_eq!(user["traits"], json!({"plan": "pro", "name": "Ada"}));
+    assert_eq!(user["identities"]["anonymousIds"], json!(["visitor-9"]));
+}
+
+#[tokio::test]
+async fn duplicates_are_stored_once() {
+    let app = spawn_app().await;
+    let ws = app.workspace("Acme").await;
+    let body = json!({"batch": [
+        {"type": "track", "messageId": "m-1", "userId": "u", "event": "A"},
+        {"type": "track", "messageId": "m-1", "userId": "u", "event": "A"},
+    ]});
+    let (status, answer) = app.post("/v1/batch", Some(&ws.write), body.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((answer["accepted"].as_u64(), answer["duplicates"].as_u64()), (Some(1), Some(1)));
+    let (_, answer) = app.post("/v1/batch", Some(&ws.write), body.to_string()).await;
+    assert_eq!(answer["duplicates"], 2);
+    assert_eq!(app.stored(&ws.id).await, 1);
+}
+
+#[tokio::test]
+async fn a_partly_bad_batch_stores_the_good_and_names_the_bad() {
+    let app = spawn_app().await;
+    let ws = app.workspace("Acme").await;
+    let big = "x".repeat(33 * 1024);
+    let body = json!({"batch": [
+        {"type": "track", "userId": "u", "event": "Good"},
+        {"type": "track", "userId": "u"},
+        {"type": "track", "userId": "u", "event": "Big", "properties": {"blob": big}},
+        {"type": "identify", "userId": "u", "traits": ["not", "an", "object"]},
+        {"type": "page", "anonymousId": "a"},
+    ]});
+    let (status, answer) = app.post("/v1/batch", Some(&ws.write), body.to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["accepted"], 2);
+    let rejected: Vec<(u64, &str)> = answer["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rejected, [(1, "invalid_message"), (2, "message_too_large"), (3, "invalid_message")]);
+    assert_eq!(app.stored(&ws.id).await, 2);
+}
+
+async fn expect_error(app: &TestApp, response: reqwest::Response, status: StatusCode, code: &str) {
+    assert_eq!(response.status(), status, "expected {code}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert_eq!(body["code"], code);
+    assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    let _ = app;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_stable_4xx_and_stores_nothing() {
+    let app = spawn_app_with(IngestConfig { max_request_bytes: 64 * 1024, ..Default::default() }).await;
+    let ws = app.workspace("Acme").await;
+    let post = |path: &str| app.http.post(format!("{}{path}", app.url)).basic_auth(&ws.write, Some(""));
+    let cases: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (post("/v1/batch").body("{\"batch\": ["), StatusCode::BAD_REQUEST, "malformed_json"),
+        (post("/v1/track").body("not json at all"), StatusCode::BAD_REQUEST, "malformed_json"),
+        (post("/v1/track").body(vec![b'{', 0xff, 0xfe, b'}']), StatusCode::BAD_REQUEST, "invalid_utf8"),
+        (post("/v1/batch").body("{\"batch\": 5}"), StatusCode::BAD_REQUEST, "invalid_batch"),
+        (post("/v1/track").body("[]"), StatusCode::BAD_REQUEST, "invalid_batch"),
+        (
+            post("/v1/track").body(r#"{"userId": 5.5e400, "event": "x"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_message",
+        ),
+        (
+            post("/v1/track").body(r#"{"userId": "u", "event": "x", "properties": {"a": 1,}}"#),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            post("/v1/track").body(r#"{"userId": ["u"], "event": "x"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_message",
+        ),
+        (
+            post("/v1/track").body(r#"{"userId": "u", "event": "x", "timestamp": "noon"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_message",
+        ),
+        (post("/v1/identify").body(r#"{"traits": {}}"#), StatusCode::BAD_REQUEST, "invalid_message"),
+        (
+            post("/v1/track").body(format!(
+                r#"{{"userId":"u","event":"x","properties":{}1{}}}"#,
+                "[".repeat(100),
+                "]".repeat(100)
+            )),
+            StatusCode::BAD_REQUEST,
+            "nesting_too_deep",
+        ),
+        (
+            post("/v1/track").header("Content-Encoding", "gzip").body("definitely not gzip"),
+            StatusCode::BAD_REQUEST,
+            "invalid_gzip",
+        ),
+        (
+            post("/v1/track").header("Content-Encoding", "br").body("x"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+        ),
+        (post("/v1/batch").body(vec![b' '; 65 * 1024]), StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
+        (
+            post("/v1/batch").header("Content-Encoding", "gzip").body(gzip(&vec![b' '; 1024 * 1024])),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+        ),
+        (
+            post("/v1/track").body(
+                json!({"userId": "u", "event": "x", "properties": {"b": "y".repeat(40_000)}}).to_string(),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "message_too_large",
+        ),
+        (
+            app.http.post(format!("{}/v1/track", app.url)).body(r#"{"userId":"u","event":"x"}"#),
+            StatusCode::UNAUTHORIZED,
+            "missing_key",
+        ),
+        (
+            app.http
+                .post(format!("{}/v1/track", app.url))
+                .basic_auth("wk_wrong", Some(""))
+                .body(r#"{"userId":"u","event":"x"}"#),
+            StatusCode::UNAUTHORIZED,
+            "invalid_key",
+        ),
+        (
+            app.http
+                .post(format!("{}/v1/track", app.url))
+                .basic_auth(&ws.secret, Some(""))
+                .body(r#"{"userId":"u","event":"x"}"#),
+            StatusCode::FORBIDDEN,
+            "wrong_key_kind",
+        ),
+        (
+            app.http.get(format!("{}/v1/users/u", app.url)).bearer_auth(&ws.write),
+            StatusCode::FORBIDDEN,
+            "wrong_key_kind",
+        ),
+        (
+            app.http.get(format!("{}/v1/users/nobody", app.url)).bearer_auth(&ws.secret),
+            StatusCode::NOT_FOUND,
+            "user_not_found",
+        ),
+        (app.http.get(format!("{}/v1/nope", app.url)), StatusCode::NOT_FOUND, "route_not_found"),
+        (app.http.get(format!("{}/v1/track", app.url)), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+    ];
+    for (request, status, code) in cases {
+        expect_error(&app, request.send().await.unwrap(), status, code).await;
+    }
+    assert_eq!(app.stored(&ws.id).await, 0, "nothing half-written");
+    // The refusals are counted by reason.
+    let metrics = app.http.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("whisperer_events_rejected_total{reason=\"malformed_json\"}"), "{metrics}");
+}
+
+#[tokio::test]
+async fn keys_of_one_workspace_never_reach_another() {
+    let app = spawn_app().await;
+    let a = app.workspace("A").await;
+    let b = app.workspace("B").await;
+    let track = json!({"userId": "shared-user", "event": "From A", "messageId": "same-id"}).to_string();
+    assert_eq!(app.post("/v1/track", Some(&a.write), track.clone()).await.0, StatusCode::OK);
+    // B's secret key does not see A's user, events or plan.
+    assert_eq!(app.get("/v1/users/shared-user", &b.secret).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(app.get("/v1/users/shared-user/events", &b.secret).await.0, StatusCode::NOT_FOUND);
+    let plan = json!({"mode": "reject", "events": {"From A": {"type": "object", "required": ["x"]}}});
+    let res = app
+        .http
+        .put(format!("{}/v1/tracking-plan", app.url))
+        .bearer_auth(&a.secret)
+        .body(plan.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.get("/v1/tracking-plan", &b.secret).await.1["events"], json!({}));
+    // The same message id in B is a different message, and B's plan is not A's.
+    let (status, answer) = app.post("/v1/track", Some(&b.write), track).await;
+    assert_eq!((status, answer["accepted"].as_u64()), (StatusCode::OK, Some(1)));
+    // A's write key cannot read anything; B's user is B's alone.
+    assert_eq!(app.get("/v1/users/shared-user", &a.write).await.0, StatusCode::FORBIDDEN);
+    let (_, user_b) = app.get("/v1/users/shared-user", &b.secret).await;
+    let (_, user_a) = app.get("/v1/users/shared-user", &a.secret).await;
+    assert_ne!(user_a["personId"], user_b["personId"]);
+    assert_eq!(app.stored(&a.id).await, 1);
+    assert_eq!(app.stored(&b.id).await, 1);
+    // Every read endpoint refuses a key of the wrong workspace's kind and a missing key.
+    for path in ["/v1/users/shared-user", "/v1/users/shared-user/events", "/v1/tracking-plan"] {
+        let res = app.http.get(format!("{}{path}", app.url)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
+        let res = app.http.get(format!("{}{path}", app.url)).bearer_auth(&b.write).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn tracking_plan_warn_flags_and_reject_refuses() {
+    let app = spawn_app().await;
+    let ws = app.workspace("Shop").await;
+    let schema =
+        json!({"type": "object", "required": ["revenue"], "properties": {"revenue": {"type": "number"}}});
+    let set = |mode: &str| {
+        let plan = json!({"mode": mode, "events": {"Order Completed": schema}});
+        app.http
+            .put(format!("{}/v1/tracking-plan", app.url))
+            .bearer_auth(&ws.secret)
+            .body(plan.to_string())
+            .send()
+    };
+    assert_eq!(set("warn").await.unwrap().status(), StatusCode::OK);
+    let bad = json!({"userId": "u", "event": "Order Completed", "properties": {"revenue": "12"}}).to_string();
+    assert_eq!(app.post("/v1/track", Some(&ws.write), bad.clone()).await.0, StatusCode::OK);
+    let (_, page) = app.get("/v1/users/u/events", &ws.secret).await;
+    let violations = &page["events"][0]["enrichment"]["violations"];
+    assert!(violations[0].as_str().unwrap().contains("revenue"), "{page}");
+
+    assert_eq!(set("reject").await.unwrap().status(), StatusCode::OK);
+    let (status, answer) = app.post("/v1/track", Some(&ws.write), bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"]["code"], "tracking_plan_violation");
+    let good = json!({"userId": "u", "event": "Order Completed", "properties": {"revenue": 12}}).to_string();
+    assert_eq!(app.post("/v1/track", Some(&ws.write), good).await.0, StatusCode::OK);
+    assert_eq!(app.stored(&ws.id).await, 2);
+
+    let invalid = json!({"mode": "reject", "events": {"Broken": {"type": 12}}});
+    let res = app
+        .http
+        .put(format!("{}/v1/tracking-plan", app.url))
+        .bearer_auth(&ws.secret)
+        .body(invalid.to_string())
+        .send()
+        .await
+        .unwrap();
+    expect_error(&app, res, StatusCode::BAD_REQUEST, "invalid_tracking_plan").await;
+    let unknown = json!({"mode": "strict"});
+    let res = app
+        .http
+        .put(format!("{}/v1/tracking-plan", app.url))
+        .bearer_auth(&ws.secret)
+        .body(unknown.to_string())
+        .send()
+        .await
+        .unwrap();
+    expect_error(&app, res, StatusCode::BAD_REQUEST, "invalid_tracking_plan").await;
+}
+
+#[tokio::test]
+async fn user_events_paginate_with_a_cursor() {
+    let app = spawn_app().await;
+    let ws = app.workspace("Acme").await;
+    let batch: Vec<Value> = (0..7)
+        .map(|i| json!({"type": "track", "userId": "u", "event": format!("E{i}"), "timestamp": format!("2024-01-0{}T00:00:00Z", i + 1)}))
+        .collect();
+    assert_eq!(
+        app.post("/v1/batch", Some(&ws.write), json!({"batch": batch}).to_string()).await.0,
+        StatusCode::OK
+    );
+    let mut names = Vec::new();
+    let mut path = "/v1/users/u/events?limit=3".to_owned();
+    loop {
+        let (status, page) = app.get(&path, &ws.secret).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for e in page["events"].as_array().unwrap() {
+            names.push(e["name"].as_str().unwrap().to_owned());
+            assert_eq!(e["message"]["userId"], "u");
+            assert!(e["messageId"].as_str().unwrap().starts_with("whisperer-"));
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => path = format!("/v1/users/u/events?limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["E6", "E5", "E4", "E3", "E2", "E1", "E0"]);
+    for bad in ["?limit=0", "?limit=abc", "?limit=5000"] {
+        let (status, body) = app.get(&format!("/v1/users/u/events{bad}"), &ws.secret).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_parameter"))
+        );
+    }
+    let (status, body) = app.get("/v1/users/u/events?cursor=garbage", &ws.secret).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_cursor")));
+}
+
+#[tokio::test]
+async fn key_changes_take_effect_at_once() {
+    let app = spawn_app().await;
+    let ws = app.workspace("Acme").await;
+    let track = || json!({"userId": "u", "event": "E"}).to_string();
+    assert_eq!(app.post("/v1/track", Some(&ws.write), track()).await.0, StatusCode::OK);
+    // A key added behind the server's back works on its very next request.
+    let fresh = ApiKey::generate(KeyKind::Write);
+    app.store.add_key(&ws.id, &NewKey::of(&fresh, Millis::now())).await.unwrap();
+    assert_eq!(app.post("/v1/track", Some(&fresh.plaintext), track()).await.0, StatusCode::OK);
+    // A revoked key is refused within a second.
+    let id = whisperer_core::keys::key_id(&ws.write);
+    assert!(app.store.revoke_key(&ws.id, &id, Millis::now()).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(app.post("/v1/track", Some(&ws.write), track()).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(app.post("/v1/track", Some(&fresh.plaintext), track()).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn operations_endpoints() {
+    let app = spawn_app().await;
+    let res = app.http.get(format!("{}/healthz", app.url)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().contains_key("x-request-id"));
+    let res =
+        app.http.get(format!("{}/readyz", app.url)).header("x-request-id", "abc-123").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-request-id"], "abc-123");
+    let ws = app.workspace("Acme").await;
+    app.post(
+        "/v1/batch",
+        Some(&ws.write),
+        json!({"batch": [{"type": "track", "userId": "u", "event": "E"}]}).to_string(),
+    )
+    .await;
+    let metrics = app.http.get(format!("{}/metrics", app.url)).send().await.unwrap().text().await.unwrap();
+    for name in [
+        "whisperer_events_accepted_total 1",
+        "whisperer_commit_duration_seconds_bucket",
+        "whisperer_commit_batch_events_bucket",
+        "whisperer_http_requests_total{method=\"POST\",route=\"/v1/batch\",status=\"200\"} 1",
+        "whisperer_http_request_duration_seconds_bucket",
+    ] {
+        assert!(metrics.contains(name), "missing {name} in\n{metrics}");
+    }
+}
