@@ -1,1 +1,488 @@
-//! placeholder
+//! The scale-out storage backend: PostgreSQL through a pool of connections.
+//!
+//! Durability: a commit returns once PostgreSQL has flushed it to its WAL (with the server's
+//! default `synchronous_commit = on`), so every `Stored` event survives a crash of either side.
+//! Several processes may share one database: migrations and partition creation take advisory
+//! locks, and appends to one workspace are serialised by another (see the `append` module), so
+//! every process sees the same identities and the same log order.
+//!
+//! The `events` log is partitioned by month of event time; see the `partitions` module.
+
+mod append;
+mod identity;
+mod partitions;
+mod schema;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::{FromSql, Json, ToSql};
+use whisperer_core::event::AppendOutcome;
+use whisperer_core::identity::{IdKind, PersonId};
+use whisperer_core::keys::KeyHash;
+use whisperer_core::tracking_plan::TrackingPlan;
+use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
+use whisperer_store::{
+    EventCount, EventCursor, KeyRecord, NewKey, Person, Result, Store, StoreError, WorkspaceStats,
+};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a caller waits for a free pooled connection before the store reports itself
+/// unavailable rather than queueing forever.
+const POOL_WAIT: Duration = Duration::from_secs(30);
+
+// Advisory lock classes: the first key of PostgreSQL's two-key advisory locks, so these locks
+// never collide with another application's single-key locks on a shared database.
+const LOCK_MIGRATE: i32 = 0x5748_0001;
+const LOCK_PARTITION: i32 = 0x5748_0002;
+const LOCK_APPEND: i32 = 0x5748_0003;
+
+/// Earliest instant a `timestamptz` holds (4714-11-24 BC), in Unix milliseconds.
+const PG_MIN_MILLIS: i64 = -210_866_803_200_000;
+
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    partitions: partitions::Known,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`, or any form
+    /// `tokio-postgres` accepts) and migrates its schema to the latest.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::open(url, None).await
+    }
+
+    /// Like [`PgStore::connect`], but keeps every table in `schema`, creating it if missing.
+    /// Lets several stores share one database, as the tests do.
+    pub async fn connect_in_schema(url: &str, schema: &str) -> Result<Self> {
+        if !schema::valid_schema_name(schema) {
+            return Err(StoreError::Unavailable(format!(
+                "invalid schema name {schema:?}: use lowercase letters, digits and underscores"
+            )));
+        }
+        Self::open(url, Some(schema)).await
+    }
+
+    async fn open(url: &str, schema: Option<&str>) -> Result<Self> {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e| StoreError::Unavailable(format!("invalid postgresql url: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("whisperer");
+        }
+        if let Some(schema) = schema {
+            // Set at connection start, so every pooled connection, including ones the pool opens
+            // later to replace broken ones, resolves table names in the schema.
+            let search_path = format!("-c search_path={schema}");
+            let options = match config.get_options() {
+                Some(existing) if !existing.is_empty() => format!("{existing} {search_path}"),
+                _ => search_path,
+            };
+            config.options(options);
+        }
+        let manager =
+            Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(POOL_WAIT))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("cannot build the postgresql pool: {e}")))?;
+        let store = Self { inner: Arc::new(Inner { pool, partitions: partitions::Known::default() }) };
+        let mut client = store.client().await?;
+        schema::migrate(&mut client, schema).await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client> {
+        self.inner
+            .pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot get a postgresql connection: {e}")))
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<tokio_postgres::Row>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(db_err)?;
+        client.query(&stmt, params).await.map_err(db_err)
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(sql).await.map_err(db_err)?;
+        client.execute(&stmt, params).await.map_err(db_err)
+    }
+}
+
+/// Maps a database error: refused data is a conflict, anything else means the database cannot
+/// serve us right now.
+fn db_err(e: tokio_postgres::Error) -> StoreError {
+    let Some(db) = e.as_db_error() else {
+        return StoreError::Unavailable(format!("postgresql: {e}"));
+    };
+    let code = db.code().code();
+    let message = format!("{} (sqlstate {code})", db.message());
+    // Class 23: integrity constraint violation; class 22: data the server refuses to hold.
+    if code.starts_with("23") || code.starts_with("22") {
+        StoreError::Conflict(message)
+    } else {
+        StoreError::Unavailable(message)
+    }
+}
+
+/// Reads a column, treating a value that does not decode as corrupt data.
+fn get<'a, T: FromSql<'a>>(row: &'a tokio_postgres::Row, idx: usize) -> Result<T> {
+    row.try_get(idx).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A time to store; a conflict when `timestamptz` cannot hold it.
+fn timestamptz(at: Millis) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(at.0)
+        .filter(|_| at.0 >= PG_MIN_MILLIS)
+        .ok_or_else(|| StoreError::Conflict(format!("time {} ms is outside what postgresql can store", at.0)))
+}
+
+/// A time used only as a bound in a comparison: clamped to what `timestamptz` holds, which
+/// compares the same against every stored time.
+fn bound(at: Millis) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(at.0.max(PG_MIN_MILLIS)).unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+fn millis(at: DateTime<Utc>) -> Millis {
+    Millis(at.timestamp_millis())
+}
+
+fn event_type_code(t: EventType) -> i16 {
+    EventType::ALL.iter().position(|x| *x == t).and_then(|i| i16::try_from(i).ok()).unwrap_or(0)
+}
+
+fn event_type_from_code(code: i16) -> Result<EventType> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| EventType::ALL.get(i).copied())
+        .ok_or_else(|| StoreError::Corrupt(format!("event type code {code}")))
+}
+
+const EVENT_COLUMNS: &str = r#"seq, person_id, workspace_id, message_id, type, name, user_id, anonymous_id,
+     previous_id, "timestamp", received_at, raw, enrichment"#;
+
+fn event_from_row(row: &tokio_postgres::Row) -> Result<StoredEvent> {
+    Ok(StoredEvent {
+        seq: get(row, 0)?,
+        person_id: get(row, 1)?,
+        event: NewEvent {
+            workspace_id: WorkspaceId::from_stored(get(row, 2)?),
+            message_id: get(row, 3)?,
+            event_type: event_type_from_code(get(row, 4)?)?,
+            name: get(row, 5)?,
+            user_id: get(row, 6)?,
+            anonymous_id: get(row, 7)?,
+            previous_id: get(row, 8)?,
+            timestamp: millis(get(row, 9)?),
+            received_at: millis(get(row, 10)?),
+            raw: get(row, 11)?,
+            enrichment: get(row, 12)?,
+        },
+    })
+}
+
+const KEY_COLUMNS: &str = "id, workspace_id, kind, created_at, revoked_at";
+
+fn key_from_row(row: &tokio_postgres::Row) -> Result<KeyRecord> {
+    let kind: &str = get(row, 2)?;
+    Ok(KeyRecord {
+        id: get(row, 0)?,
+        workspace_id: WorkspaceId::from_stored(get(row, 1)?),
+        kind: KeyKind::parse(kind).ok_or_else(|| StoreError::Corrupt(format!("key kind {kind:?}")))?,
+        created_at: millis(get(row, 3)?),
+        revoked_at: get::<Option<DateTime<Utc>>>(row, 4)?.map(millis),
+    })
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.query("SELECT 1", &[]).await.map(drop)
+    }
+
+    async fn create_workspace(&self, workspace: &Workspace, keys: &[NewKey]) -> Result<()> {
+        let created_at = timestamptz(workspace.created_at)?;
+        let key_times = keys.iter().map(|k| timestamptz(k.created_at)).collect::<Result<Vec<_>>>()?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        tx.execute(
+            "INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3)",
+            &[&workspace.id.as_str(), &workspace.name, &created_at],
+        )
+        .await
+        .map_err(db_err)?;
+        for (key, at) in keys.iter().zip(&key_times) {
+            tx.execute(
+                "INSERT INTO api_keys (id, hash, workspace_id, kind, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[&key.id, &&key.hash.0[..], &workspace.id.as_str(), &key.kind.as_str(), at],
+            )
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn list_workspaces(&self) -> Result<Vec<Workspace>> {
+        let rows =
+            self.query("SELECT id, name, created_at FROM workspaces ORDER BY created_at, id", &[]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Workspace {
+                    id: WorkspaceId::from_stored(get(r, 0)?),
+                    name: get(r, 1)?,
+                    created_at: millis(get(r, 2)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn workspace(&self, id: &WorkspaceId) -> Result<Option<Workspace>> {
+        let rows =
+            self.query("SELECT name, created_at FROM workspaces WHERE id = $1", &[&id.as_str()]).await?;
+        rows.first()
+            .map(|r| Ok(Workspace { id: id.clone(), name: get(r, 0)?, created_at: millis(get(r, 1)?) }))
+            .transpose()
+    }
+
+    async fn add_key(&self, workspace: &WorkspaceId, key: &NewKey) -> Result<()> {
+        let at = timestamptz(key.created_at)?;
+        let added = self
+            .execute(
+                "INSERT INTO api_keys (id, hash, workspace_id, kind, created_at)
+                 SELECT $1, $2, id, $3, $4 FROM workspaces WHERE id = $5",
+                &[&key.id, &&key.hash.0[..], &key.kind.as_str(), &at, &workspace.as_str()],
+            )
+            .await?;
+        if added == 1 { Ok(()) } else { Err(StoreError::NotFound(format!("workspace {workspace}"))) }
+    }
+
+    async fn list_keys(&self, workspace: &WorkspaceId) -> Result<Vec<KeyRecord>> {
+        let sql =
+            format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE workspace_id = $1 ORDER BY created_at, id");
+        self.query(&sql, &[&workspace.as_str()]).await?.iter().map(key_from_row).collect()
+    }
+
+    async fn revoke_key(&self, workspace: &WorkspaceId, key_id: &str, at: Millis) -> Result<bool> {
+        let at = timestamptz(at)?;
+        let n = self
+            .execute(
+                "UPDATE api_keys SET revoked_at = $1 WHERE workspace_id = $2 AND id = $3 AND revoked_at IS NULL",
+                &[&at, &workspace.as_str(), &key_id],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    async fn revoke_keys_except(
+        &self,
+        workspace: &WorkspaceId,
+        kind: KeyKind,
+        keep: &str,
+        at: Millis,
+    ) -> Result<u64> {
+        let at = timestamptz(at)?;
+        self.execute(
+            "UPDATE api_keys SET revoked_at = $1
+             WHERE workspace_id = $2 AND kind = $3 AND id <> $4 AND revoked_at IS NULL",
+            &[&at, &workspace.as_str(), &kind.as_str(), &keep],
+        )
+        .await
+    }
+
+    async fn find_key(&self, hash: &KeyHash) -> Result<Option<KeyRecord>> {
+        let sql = format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE hash = $1");
+        self.query(&sql, &[&&hash.0[..]]).await?.first().map(key_from_row).transpose()
+    }
+
+    async fn set_tracking_plan(&self, workspace: &WorkspaceId, plan: &TrackingPlan) -> Result<()> {
+        let now = timestamptz(Millis::now())?;
+        let n = self
+            .execute(
+                "INSERT INTO tracking_plans (workspace_id, plan, updated_at)
+                 SELECT id, $2, $3 FROM workspaces WHERE id = $1
+                 ON CONFLICT (workspace_id) DO UPDATE SET plan = EXCLUDED.plan, updated_at = EXCLUDED.updated_at",
+                &[&workspace.as_str(), &Json(plan), &now],
+            )
+            .await?;
+        if n == 1 { Ok(()) } else { Err(StoreError::NotFound(format!("workspace {workspace}"))) }
+    }
+
+    async fn tracking_plan(&self, workspace: &WorkspaceId) -> Result<Option<TrackingPlan>> {
+        let rows = self
+            .query("SELECT plan FROM tracking_plans WHERE workspace_id = $1", &[&workspace.as_str()])
+            .await?;
+        rows.first().map(|r| get::<Json<TrackingPlan>>(r, 0).map(|Json(plan)| plan)).transpose()
+    }
+
+    async fn append(&self, events: &[NewEvent], dedup_since: Millis) -> Result<Vec<AppendOutcome>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut client = self.client().await?;
+        append::append(&mut client, &self.inner.partitions, events, dedup_since).await
+    }
+
+    async fn events_after(
+        &self,
+        workspace: &WorkspaceId,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+        );
+        self.query(&sql, &[&workspace.as_str(), &after_seq, &self::limit(limit)])
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    async fn find_person(
+        &self,
+        workspace: &WorkspaceId,
+        kind: IdKind,
+        value: &str,
+    ) -> Result<Option<Person>> {
+        let rows = self
+            .query(
+                r#"SELECT p.id, p.user_id, other.kind, other.value
+                   FROM identities i
+                   JOIN persons p ON p.workspace_id = i.workspace_id AND p.id = i.person_id
+                   JOIN identities other ON other.workspace_id = p.workspace_id AND other.person_id = p.id
+                   WHERE i.workspace_id = $1 AND i.kind = $2 AND i.value = $3
+                   ORDER BY other.kind, other.value COLLATE "C""#,
+                &[&workspace.as_str(), &kind.code(), &value],
+            )
+            .await?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let (id, user_id) = (get(first, 0)?, get(first, 1)?);
+        let identities = rows
+            .iter()
+            .map(|r| {
+                let code: i16 = get(r, 2)?;
+                let kind = IdKind::from_code(code.into())
+                    .ok_or_else(|| StoreError::Corrupt(format!("identity kind {code}")))?;
+                Ok((kind, get(r, 3)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some(Person { id, user_id, identities }))
+    }
+
+    async fn event_counts(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Vec<EventCount>> {
+        let rows = self
+            .query(
+                r#"SELECT type, name, count(*), min("timestamp"), max("timestamp") FROM events
+                   WHERE workspace_id = $1 AND person_id = $2
+                   GROUP BY type, name ORDER BY type, name COLLATE "C" NULLS FIRST"#,
+                &[&workspace.as_str(), &person],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventCount {
+                    event_type: event_type_from_code(get(r, 0)?)?,
+                    name: get(r, 1)?,
+                    count: u64::try_from(get::<i64>(r, 2)?).unwrap_or(0),
+                    first: millis(get(r, 3)?),
+                    last: millis(get(r, 4)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn identify_traits(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Vec<Value>> {
+        // Read from raw rather than the properties column: jsonb may have altered the traits.
+        let rows = self
+            .query(
+                r#"SELECT raw FROM events WHERE workspace_id = $1 AND person_id = $2 AND type = $3
+                   ORDER BY "timestamp", seq"#,
+                &[&workspace.as_str(), &person, &event_type_code(EventType::Identify)],
+            )
+            .await?;
+        let mut traits = Vec::new();
+        for row in &rows {
+            let raw: &str = get(row, 0)?;
+            let mut message: Value = serde_json::from_str(raw)
+                .map_err(|e| StoreError::Corrupt(format!("raw identify message: {e}")))?;
+            // Some libraries (RudderStack's Python SDK) send identify traits only in
+            // context.traits; the top-level traits, when present, apply after them.
+            let context_traits =
+                message.get_mut("context").and_then(|c| c.get_mut("traits")).map(Value::take);
+            let top_level = message.get_mut("traits").map(Value::take);
+            traits.extend([context_traits, top_level].into_iter().flatten().filter(Value::is_object));
+        }
+        Ok(traits)
+    }
+
+    async fn person_events(
+        &self,
+        workspace: &WorkspaceId,
+        person: PersonId,
+        before: Option<EventCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let (ws, limit) = (workspace.as_str(), self::limit(limit));
+        let rows = match before {
+            None => {
+                let sql = format!(
+                    r#"SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = $1 AND person_id = $2
+                       ORDER BY "timestamp" DESC, seq DESC LIMIT $3"#
+                );
+                self.query(&sql, &[&ws, &person, &limit]).await?
+            }
+            Some(cursor) => {
+                let sql = format!(
+                    r#"SELECT {EVENT_COLUMNS} FROM events
+                       WHERE workspace_id = $1 AND person_id = $2 AND ("timestamp", seq) < ($3, $4)
+                       ORDER BY "timestamp" DESC, seq DESC LIMIT $5"#
+                );
+                self.query(&sql, &[&ws, &person, &bound(cursor.timestamp), &cursor.seq, &limit]).await?
+            }
+        };
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn workspace_stats(&self, workspace: &WorkspaceId) -> Result<WorkspaceStats> {
+        let rows = self
+            .query(
+                "SELECT (SELECT count(*) FROM events WHERE workspace_id = $1),
+                        (SELECT count(*) FROM persons WHERE workspace_id = $1),
+                        (SELECT count(user_id) FROM persons WHERE workspace_id = $1)",
+                &[&workspace.as_str()],
+            )
+            .await?;
+        let row = rows.first().ok_or_else(|| StoreError::Corrupt("stats query returned no row".into()))?;
+        let count = |i| get::<i64>(row, i).map(|n| n as u64);
+        Ok(WorkspaceStats { events: count(0)?, persons: count(1)?, identified_persons: count(2)? })
+    }
+
+    async fn prune_dedup(&self, before: Millis) -> Result<u64> {
+        self.execute("DELETE FROM message_ids WHERE first_seen < $1", &[&bound(before)]).await
+    }
+}

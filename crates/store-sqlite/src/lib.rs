@@ -19,7 +19,9 @@ use whisperer_core::identity::{IdKind, IdentityOp, IdentityResolver, MessageIds,
 use whisperer_core::keys::KeyHash;
 use whisperer_core::tracking_plan::TrackingPlan;
 use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
-use whisperer_store::{EventCount, EventCursor, KeyRecord, NewKey, Person, Result, Store, StoreError};
+use whisperer_store::{
+    EventCount, EventCursor, KeyRecord, NewKey, Person, Result, Store, StoreError, WorkspaceStats,
+};
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "whisperer.sqlite3";
@@ -610,7 +612,7 @@ impl Store for SqliteStore {
             // context.traits; the top-level traits, when present, apply after them.
             let mut stmt = c
                 .prepare_cached(
-                    "SELECT json_extract(raw, '$.context.traits'), json_extract(raw, '$.traits') FROM events
+                    "SELECT raw -> '$.context.traits', raw -> '$.traits' FROM events
                      WHERE workspace_id = ?1 AND person_id = ?2 AND type = ?3 ORDER BY timestamp, seq",
                 )
                 .map_err(map_err)?;
@@ -655,6 +657,28 @@ impl Store for SqliteStore {
                 .query_map(params![ws.as_str(), person, ts, seq, limit as i64], event_from_row)
                 .map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn workspace_stats(&self, workspace: &WorkspaceId) -> Result<WorkspaceStats> {
+        let ws = workspace.clone();
+        self.read(move |c| {
+            let events: i64 = c
+                .query_row("SELECT count(*) FROM events WHERE workspace_id = ?1", [ws.as_str()], |r| r.get(0))
+                .map_err(map_err)?;
+            let (persons, identified): (i64, i64) = c
+                .query_row(
+                    "SELECT count(*), count(user_id) FROM persons WHERE workspace_id = ?1",
+                    [ws.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(map_err)?;
+            Ok(WorkspaceStats {
+                events: events as u64,
+                persons: persons as u64,
+                identified_persons: identified as u64,
+            })
         })
         .await
     }

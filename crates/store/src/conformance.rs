@@ -216,6 +216,12 @@ pub async fn anonymous_history_joins_the_user(store: &impl Store) {
     let by_user = store.find_person(&a, IdKind::User, "u1").await.unwrap().unwrap();
     let by_anon = store.find_person(&a, IdKind::Anonymous, "anon-1").await.unwrap().unwrap();
     assert_eq!(by_user, by_anon);
+    let stats = store.workspace_stats(&a).await.unwrap();
+    assert_eq!(
+        (stats.events, stats.persons, stats.identified_persons),
+        (4, 1, 1),
+        "the anonymous person merged"
+    );
     assert_eq!(by_user.user_id.as_deref(), Some("u1"));
     assert!(by_user.identities.contains(&(IdKind::User, "u1".into())));
     assert!(by_user.identities.contains(&(IdKind::Anonymous, "anon-1".into())));
@@ -258,6 +264,9 @@ pub async fn tenancy_isolates_everything(store: &impl Store) {
     assert!(store.events_after(&a, 0, 10).await.unwrap().iter().all(|e| e.event.workspace_id == a));
     let c = WorkspaceId::generate();
     assert!(store.find_person(&c, IdKind::User, "u1").await.unwrap().is_none());
+    let stats = store.workspace_stats(&a).await.unwrap();
+    assert_eq!((stats.events, stats.persons, stats.identified_persons), (1, 1, 1));
+    assert_eq!(store.workspace_stats(&c).await.unwrap(), Default::default());
 }
 
 pub async fn person_events_paginate_newest_first(store: &impl Store) {
@@ -301,6 +310,12 @@ pub async fn counts_and_traits(store: &impl Store) {
                         .to_string(),
                     ..identify(&a, "i3", "u1", None, json!(null), T0 + 5)
                 },
+                // Traits that are not an object are no traits.
+                NewEvent {
+                    raw: json!({"type": "identify", "userId": "u1", "context": {"traits": "oops"}})
+                        .to_string(),
+                    ..identify(&a, "i4", "u1", None, json!(null), T0 + 6)
+                },
             ],
             Millis(0),
         )
@@ -316,7 +331,7 @@ pub async fn counts_and_traits(store: &impl Store) {
     assert_eq!(
         summary,
         [
-            (EventType::Identify, None, 3, 0, 5),
+            (EventType::Identify, None, 4, 0, 6),
             (EventType::Page, Some("Pricing"), 1, 1, 1),
             (EventType::Track, Some("Item Viewed"), 2, 2, 3),
         ]

@@ -82,6 +82,16 @@ pub struct EventCount {
     pub last: Millis,
 }
 
+/// Totals of a workspace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WorkspaceStats {
+    pub events: u64,
+    /// People, anonymous or identified.
+    pub persons: u64,
+    /// People with a user id.
+    pub identified_persons: u64,
+}
+
 /// Position in a person's event history, newest first: events strictly older than this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EventCursor {
@@ -155,6 +165,9 @@ pub trait Store: Send + Sync + 'static {
         before: Option<EventCursor>,
         limit: usize,
     ) -> Result<Vec<StoredEvent>>;
+
+    /// How many events and people a workspace has.
+    async fn workspace_stats(&self, workspace: &WorkspaceId) -> Result<WorkspaceStats>;
 
     /// Forgets message ids first seen before `before`; returns how many.
     async fn prune_dedup(&self, before: Millis) -> Result<u64>;

@@ -1,1 +1,298 @@
-fn main() {}
+//! The `whisperer` binary: command line, configuration and the wiring of every part.
+
+mod admin;
+mod bench;
+mod config;
+mod demo;
+mod loadgen;
+mod server;
+mod transfer;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use whisperer_core::KeyKind;
+
+use crate::config::{Config, LogFormat, StoreArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "whisperer",
+    version,
+    about = "Autonomous customer engagement: Segment-compatible ingestion and more"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Address to listen on [default: 127.0.0.1:8080].
+        #[arg(long, env = "WHISPERER_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Log format [default: json].
+        #[arg(long, env = "WHISPERER_LOG_FORMAT")]
+        log_format: Option<LogFormat>,
+    },
+    /// Start a server on a scratch dir, send it generated traffic and show what it stored.
+    Demo(demo::DemoArgs),
+    /// Manage workspaces.
+    Workspace {
+        #[command(subcommand)]
+        command: WorkspaceCommand,
+    },
+    /// Manage API keys.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Set or show a workspace's tracking plan.
+    TrackingPlan {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
+    /// Export data.
+    Export {
+        #[command(subcommand)]
+        command: ExportCommand,
+    },
+    /// Load historical Segment messages (JSON lines) into a workspace.
+    Import {
+        /// File with one Segment message per line (or `export events` output).
+        file: PathBuf,
+        #[arg(long)]
+        workspace: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// Create a workspace; prints its id and keys as JSON (the keys are shown only once).
+    Create {
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List workspaces as JSON lines.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Make a new key of a kind and revoke the workspace's other keys of that kind.
+    Rotate {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long, value_parser = parse_kind)]
+        kind: KeyKind,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke one key, given whole or by its id.
+    Revoke {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List a workspace's keys (ids only) as JSON lines.
+    List {
+        #[arg(long)]
+        workspace: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Set the plan from a JSON file: {"mode": "warn"|"reject", "events": {"Name": <JSON Schema>}}.
+    Set {
+        file: PathBuf,
+        #[arg(long)]
+        workspace: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print the plan.
+    Get {
+        #[arg(long)]
+        workspace: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExportCommand {
+    /// Every stored event of a workspace as JSON lines, in log order.
+    Events {
+        #[arg(long)]
+        workspace: String,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Ingestion throughput and latency through the HTTP API.
+    Ingest(bench::BenchIngestArgs),
+}
+
+fn parse_kind(s: &str) -> Result<KeyKind, String> {
+    KeyKind::parse(s).ok_or_else(|| format!("kind must be write or secret, not {s:?}"))
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WHISPERER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    out.write_all(b"\n")?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { store, listen, log_format } => {
+            let config = Config::load(&store, listen)?;
+            init_logging(log_format.unwrap_or(config.log.format), &config.log.level);
+            let db = server::open_store(&config).await?;
+            let server = server::Server::bind(&config, db).await?;
+            tracing::info!(addr = %server.addr, storage = %config.storage_label(), "listening");
+            println!("whisperer listening on http://{}", server.addr);
+            std::io::stdout().flush()?;
+            server.run(server::shutdown_signal()).await?;
+            tracing::info!("stopped");
+        }
+        Command::Demo(args) => {
+            init_logging(LogFormat::Text, "warn");
+            demo::run(args).await?;
+        }
+        Command::Workspace { command } => {
+            init_logging(LogFormat::Text, "warn");
+            match command {
+                WorkspaceCommand::Create { name, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    print_json(&admin::create_workspace(&db, &name).await?.to_json())?;
+                }
+                WorkspaceCommand::List { store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    for w in db.list_workspaces().await? {
+                        print_json(
+                            &serde_json::json!({"id": w.id, "name": w.name, "created_at": w.created_at.to_rfc3339()}),
+                        )?;
+                    }
+                }
+            }
+        }
+        Command::Key { command } => {
+            init_logging(LogFormat::Text, "warn");
+            match command {
+                KeyCommand::Rotate { workspace, kind, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    print_json(&admin::rotate_key(&db, &ws, kind).await?)?;
+                }
+                KeyCommand::Revoke { workspace, key, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    print_json(&admin::revoke_key(&db, &ws, &key).await?)?;
+                }
+                KeyCommand::List { workspace, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    for k in db.list_keys(&ws).await? {
+                        print_json(&serde_json::to_value(&k)?)?;
+                    }
+                }
+            }
+        }
+        Command::TrackingPlan { command } => {
+            init_logging(LogFormat::Text, "warn");
+            match command {
+                PlanCommand::Set { file, workspace, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    let text =
+                        std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                    let plan = whisperer_api::parse_tracking_plan(&text)
+                        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+                    db.set_tracking_plan(&ws, &plan).await?;
+                    print_json(&serde_json::to_value(&plan)?)?;
+                }
+                PlanCommand::Get { workspace, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    print_json(&serde_json::to_value(db.tracking_plan(&ws).await?.unwrap_or_default())?)?;
+                }
+            }
+        }
+        Command::Export { command: ExportCommand::Events { workspace, output, store } } => {
+            init_logging(LogFormat::Text, "warn");
+            let db = server::open_store(&Config::load(&store, None)?).await?;
+            let ws = admin::existing_workspace(&db, &workspace).await?;
+            let written = match output {
+                Some(path) => {
+                    let mut file = std::fs::File::create(&path)
+                        .with_context(|| format!("cannot create {}", path.display()))?;
+                    transfer::export_events(&db, &ws, &mut file).await?
+                }
+                None => transfer::export_events(&db, &ws, &mut std::io::stdout().lock()).await?,
+            };
+            eprintln!("exported {written} events");
+        }
+        Command::Import { file, workspace, store } => {
+            init_logging(LogFormat::Text, "warn");
+            let config = Config::load(&store, None)?;
+            let db = server::open_store(&config).await?;
+            let ws = admin::existing_workspace(&db, &workspace).await?;
+            let mut registry = prometheus_client::registry::Registry::default();
+            let ingestor = config.ingest.build(db, &mut registry)?;
+            let summary = transfer::import_file(&ingestor, &ws, &file, true).await?;
+            print_json(&serde_json::to_value(&summary)?)?;
+            if summary.rejected > 0 {
+                eprintln!("{} of {} lines were rejected (see errors)", summary.rejected, summary.lines);
+            }
+        }
+        Command::Bench { command: BenchCommand::Ingest(args) } => {
+            init_logging(LogFormat::Text, "warn");
+            bench::ingest(args).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Running the server: storage, ingestion and the API wired together, with graceful shutdown.
+
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use whisperer_api::AppState;
+use whisperer_store::Store;
+use whisperer_store_postgres::PgStore;
+use whisperer_store_sqlite::SqliteStore;
+
+use crate::config::Config;
+
+/// Opens the store the config names: PostgreSQL when a database URL is set, else SQLite.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &config.database_url {
+        Some(url) => Arc::new(
+            PgStore::connect(url)
+                .await
+                .with_context(|| format!("cannot open {}", crate::config::redact_url(url)))?,
+        ),
+        None => Arc::new(
+            SqliteStore::open(&config.data_dir)
+                .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?,
+        ),
+    })
+}
+
+/// A bound, not yet serving, server.
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    pub addr: SocketAddr,
+    grace: std::time::Duration,
+}
+
+impl Server {
+    pub async fn bind(config: &Config, store: Arc<dyn Store>) -> anyhow::Result<Self> {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let ingestor =
+            Arc::new(config.ingest.build(store.clone(), &mut registry).context("invalid [ingest] config")?);
+        let app = whisperer_api::router(AppState::new(store, ingestor, registry));
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(Self { listener, app, addr, grace: config.shutdown_grace.as_std() })
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+    /// (their events are committed before they are answered) and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let grace = self.grace;
+        let service = self.app.into_make_service_with_connect_info::<SocketAddr>();
+        let serve = axum::serve(self.listener, service).with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut stopping = stop_rx.clone();
+        tokio::select! {
+            result = serve => result.context("server failed")?,
+            _ = async {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period"),
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: draining in-flight requests");
+}

@@ -1,0 +1,87 @@
+//! Running the real binary: workspaces through the CLI, servers as child processes.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+pub fn whisperer() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_whisperer"));
+    // Tests choose their own store; a developer's environment must not leak in.
+    for var in ["WHISPERER_DATA_DIR", "WHISPERER_DATABASE_URL", "WHISPERER_CONFIG", "WHISPERER_LISTEN"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Runs the binary and returns its output, failing the test with stderr if it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("whisperer runs");
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+pub struct Workspace {
+    pub id: String,
+    pub write_key: String,
+    pub secret_key: String,
+}
+
+pub fn create_workspace(data_dir: &Path, name: &str) -> Workspace {
+    let out = run_ok(whisperer().args(["workspace", "create", "--name", name, "--data-dir"]).arg(data_dir));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("workspace create prints JSON");
+    Workspace {
+        id: v["id"].as_str().unwrap().to_owned(),
+        write_key: v["write_key"].as_str().unwrap().to_owned(),
+        secret_key: v["secret_key"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// A `whisperer serve` child process; killed when dropped.
+pub struct ServerProcess {
+    pub child: Child,
+    pub url: String,
+}
+
+impl ServerProcess {
+    pub fn start(data_dir: &Path) -> Self {
+        let mut child = whisperer()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("WHISPERER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("whisperer serve starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
+        Self { child, url }
+    }
+
+    pub fn kill_hard(&mut self) {
+        // SIGKILL: no chance to flush or clean up.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every event of a workspace as exported by the CLI.
+pub fn export(data_dir: &Path, workspace: &str) -> Vec<Value> {
+    let out =
+        run_ok(whisperer().args(["export", "events", "--workspace", workspace, "--data-dir"]).arg(data_dir));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// Whether tests that need an optional part must run instead of skipping.
+pub fn required(var: &str) -> bool {
+    std::env::var(var).is_ok_and(|v| v == "1")
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the `whisperer` binary: real processes, real stores, real clients.
+
+mod cli;
+mod clients;
+mod durability;
+mod helpers;
+mod tidy;
