@@ -698,4 +698,55 @@ mod tests {
         .unwrap();
         assert_eq!(d.write_key.as_deref(), Some("wk_x"));
     }
+
+    /// A cheap, deterministic stand-in for the fuzz target (fuzz/): mutated real bodies never
+    /// make the decoder panic, and whatever it accepts upholds the drafts' invariants.
+    #[test]
+    fn mutated_bodies_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let seeds: Vec<Vec<u8>> = ["node_segment.jsonl", "py_segment.jsonl", "py_segment_batch.jsonl"]
+            .iter()
+            .flat_map(|name| {
+                let path =
+                    format!("{}/../../../shared/fixtures/segment-clients/{name}", env!("CARGO_MANIFEST_DIR"));
+                std::fs::read_to_string(path)
+                    .unwrap()
+                    .lines()
+                    .map(|l| {
+                        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                        v["body"].to_string().into_bytes()
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(42);
+        let limits = Limits { max_request_bytes: 64 * 1024, max_message_bytes: 2048 };
+        let tokens: &[&[u8]] =
+            &[b"{", b"}", b"[", b"]", b"\"", b"\\", b"\\u0000", b":", b",", b"null", b"1e999", b"\xff"];
+        for _ in 0..20_000 {
+            let mut body = seeds[rng.random_range(0..seeds.len())].clone();
+            for _ in 0..rng.random_range(1..6) {
+                let at = rng.random_range(0..=body.len());
+                match rng.random_range(0..3) {
+                    0 if at < body.len() => {
+                        body.remove(at);
+                    }
+                    1 => body
+                        .splice(at..at, tokens[rng.random_range(0..tokens.len())].iter().copied())
+                        .for_each(drop),
+                    _ if at < body.len() => body[at] = rng.random(),
+                    _ => {}
+                }
+            }
+            let endpoint =
+                if rng.random_bool(0.5) { Endpoint::Batch } else { Endpoint::Single(EventType::Track) };
+            if let Ok(request) = decode(endpoint, &body, &limits) {
+                for draft in request.messages.into_iter().flatten() {
+                    assert!(draft.raw.len() <= limits.max_message_bytes);
+                    assert!(serde_json::from_str::<serde_json::Value>(&draft.raw).unwrap().is_object());
+                    assert!(draft.user_id.is_some() || draft.anonymous_id.is_some());
+                }
+            }
+        }
+    }
 }

@@ -99,7 +99,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .as_object()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
             .unwrap_or_default();
-        counts.sort_by(|a, b| b.1.cmp(&a.1));
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
         let top: Vec<String> = counts.iter().take(3).map(|(k, v)| format!("{k} ×{v}")).collect();
         println!(
             "  {user}  plan={} ids={} events={} first={} last={}  top: {}",
