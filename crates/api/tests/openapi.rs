@@ -1,0 +1,864 @@
+//! The OpenAPI document (`openapi.json`) against the real API: it is a well-formed OpenAPI 3.1
+//! document, it documents exactly the routes of the router and every error code with its
+//! status, its message schemas agree with the ingestion decoder, and real responses of a real
+//! server validate against the schema it gives for their operation and status.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use whisperer_api::AppState;
+use whisperer_api::error::ErrorCode;
+use whisperer_core::{ApiKey, KeyKind, Millis, Workspace, WorkspaceId};
+use whisperer_ingest::{Endpoint, IngestConfig, Limits};
+use whisperer_store::{NewKey, Store};
+use whisperer_store_sqlite::SqliteStore;
+
+const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+fn doc() -> Value {
+    serde_json::from_str(whisperer_api::OPENAPI).expect("openapi.json is valid JSON")
+}
+
+/// Every operation of the document: (method, path template, operation object).
+fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths is an object") {
+        for (method, op) in item.as_object().expect("path item is an object") {
+            if HTTP_METHODS.contains(&method.as_str()) {
+                ops.push((method.clone(), path.clone(), op));
+            }
+        }
+    }
+    ops
+}
+
+/// Follows a local `$ref` (`#/…`) if `value` is one.
+fn deref<'a>(doc: &'a Value, value: &'a Value) -> &'a Value {
+    match value.get("$ref").and_then(Value::as_str) {
+        Some(r) => deref(doc, resolve(doc, r).unwrap_or_else(|| panic!("unresolved $ref {r}"))),
+        None => value,
+    }
+}
+
+fn resolve<'a>(doc: &'a Value, reference: &str) -> Option<&'a Value> {
+    doc.pointer(reference.strip_prefix('#')?)
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    // The discriminator mapping holds references too.
+                    ("mapping", Value::Object(m)) => {
+                        out.extend(m.values().filter_map(|r| r.as_str().map(str::to_owned)))
+                    }
+                    _ => collect_refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+/// A validator for `schema` (a Schema Object of the document), with the document's components
+/// in reach so that `#/components/schemas/…` references resolve.
+fn validator(doc: &Value, schema: &Value) -> jsonschema::Validator {
+    let wrapper = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": doc["components"],
+        "allOf": [schema],
+    });
+    jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .build(&wrapper)
+        .unwrap_or_else(|e| panic!("schema does not compile: {e}\n{schema:#}"))
+}
+
+fn errors_of(validator: &jsonschema::Validator, instance: &Value) -> Vec<String> {
+    validator.iter_errors(instance).map(|e| format!("at {:?}: {e}", e.instance_path().to_string())).collect()
+}
+
+fn component(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// `{user_id}` in an axum path is `{userId}` in the document.
+fn doc_path(axum_path: &str) -> String {
+    let mut out = String::new();
+    let mut in_param = false;
+    let mut upper = false;
+    for c in axum_path.chars() {
+        match c {
+            '{' => in_param = true,
+            '}' => in_param = false,
+            '_' if in_param => {
+                upper = true;
+                continue;
+            }
+            _ => {}
+        }
+        if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The text of the balanced parenthesis group starting at `open` (which is `(`), skipping
+/// string literals.
+fn balanced(src: &str, open: usize) -> &str {
+    let bytes = src.as_bytes();
+    assert_eq!(bytes[open], b'(');
+    let (mut depth, mut i, mut in_string) = (0usize, open, false);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'(' => depth += 1,
+                b')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return &src[open + 1..i];
+                    }
+                }
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    panic!("unbalanced parentheses after byte {open}");
+}
+
+/// Identifiers directly followed by `(` outside string literals: the calls in a Rust snippet.
+fn calls(snippet: &str) -> Vec<&str> {
+    let bytes = snippet.as_bytes();
+    let mut out = Vec::new();
+    let (mut i, mut in_string) = (0, false);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_string {
+            match b {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+        } else if b.is_ascii_alphabetic() || b == b'_' {
+            let start = i;
+            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                i += 1;
+            }
+            if bytes.get(i) == Some(&b'(') {
+                out.push(&snippet[start..i]);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Every (method, path) the router registers, read from the router's source text, with paths
+/// spelled as in the document.
+fn router_routes() -> BTreeSet<(String, String)> {
+    let routes = routes_in(include_str!("../src/lib.rs"));
+    assert!(routes.len() >= 10, "read only {routes:?} from the router");
+    routes
+}
+
+/// The (method, document path) of every `.route(…)` call in Rust source text.
+fn routes_in(src: &str) -> BTreeSet<(String, String)> {
+    for unsupported in [".nest(", ".merge(", ".route_service(", ".nest_service("] {
+        assert!(!src.contains(unsupported), "the router uses {unsupported}; teach this test to read it");
+    }
+    let mut routes = BTreeSet::new();
+    for (at, _) in src.match_indices(".route(") {
+        let args = balanced(src, at + ".route".len());
+        let path = args.split('"').nth(1).expect("a route's first argument is a string literal");
+        let handler = &args[args.find(',').expect("route has a handler") + 1..];
+        let mut methods = BTreeSet::new();
+        for call in calls(handler) {
+            match call {
+                "get" | "post" | "put" | "delete" | "patch" | "head" | "options" | "trace" => {
+                    methods.insert(call.to_owned());
+                }
+                // `ingest_route(endpoint)` is `post(…)` around the ingestion handler.
+                "ingest_route" => {
+                    methods.insert("post".to_owned());
+                }
+                _ => {}
+            }
+        }
+        assert!(!methods.is_empty(), "cannot tell the HTTP methods of route {path}: teach this test");
+        for method in methods {
+            routes.insert((method, doc_path(path)));
+        }
+    }
+    routes
+}
+
+#[test]
+fn the_route_reader_reads_methods_across_lines() {
+    let src = r#"
+        Router::new()
+            .route("/v1/batch", ingest_route(Endpoint::Batch))
+            .route("/v1/things/{thing_id}/sub_items", get(list).post(add))
+            .route(
+                "/x",
+                get(|| async { ([(header::CONTENT_TYPE, "text/plain (really)")], "get(") }).put(change),
+            )
+            .route("/v1/users/{user_id}", get(get_user))
+    "#;
+    let routes: Vec<(String, String)> = routes_in(src).into_iter().collect();
+    let expected = [
+        ("get", "/v1/things/{thingId}/sub_items"),
+        ("get", "/v1/users/{userId}"),
+        ("get", "/x"),
+        ("post", "/v1/batch"),
+        ("post", "/v1/things/{thingId}/sub_items"),
+        ("put", "/x"),
+    ];
+    assert_eq!(routes, expected.map(|(m, p)| (m.to_owned(), p.to_owned())));
+}
+
+#[test]
+fn is_openapi_3_1_with_resolvable_refs_and_responses() {
+    let doc = doc();
+    let version = doc["openapi"].as_str().expect("openapi field");
+    assert!(version.starts_with("3.1"), "openapi is {version}");
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(refs.len() > 50, "only {} refs", refs.len());
+    for r in &refs {
+        assert!(r.starts_with("#/"), "{r} is not a local reference");
+        assert!(resolve(&doc, r).is_some(), "{r} does not resolve inside the document");
+    }
+
+    let schemes = doc["components"]["securitySchemes"].as_object().expect("security schemes");
+    assert_eq!(schemes["writeKey"]["type"], "http");
+    assert_eq!(schemes["writeKey"]["scheme"], "basic");
+    assert_eq!(schemes["secretKey"]["type"], "http");
+    assert_eq!(schemes["secretKey"]["scheme"], "bearer");
+
+    let mut operation_ids = BTreeSet::new();
+    for (method, path, op) in operations(&doc) {
+        let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+        assert!(operation_ids.insert(id.to_owned()), "operationId {id} twice");
+        assert!(op["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path}: no description");
+        let security = op["security"].as_array().unwrap_or_else(|| panic!("{method} {path}: no security"));
+        for requirement in security {
+            for scheme in requirement.as_object().expect("security requirement object").keys() {
+                assert!(schemes.contains_key(scheme), "{method} {path}: unknown scheme {scheme}");
+            }
+        }
+        let responses = op["responses"].as_object().expect("responses");
+        assert!(!responses.is_empty(), "{method} {path}: no responses");
+        assert!(responses.contains_key("200"), "{method} {path}: no 200 response");
+        for (status, response) in responses {
+            let response = deref(&doc, response);
+            assert!(response["description"].is_string(), "{method} {path} {status}: no description");
+            assert!(
+                response["headers"]["X-Request-Id"].is_object(),
+                "{method} {path} {status}: X-Request-Id"
+            );
+            let content = response["content"].as_object().expect("every response has content");
+            for (media, body) in content {
+                let schema = body.get("schema").unwrap_or_else(|| panic!("{method} {path} {status} {media}"));
+                validator(&doc, schema);
+            }
+        }
+        // Every path parameter is declared.
+        let params: Vec<&Value> = op["parameters"]
+            .as_array()
+            .map(|p| p.iter().map(|p| deref(&doc, p)).collect())
+            .unwrap_or_default();
+        for segment in path.split('/').filter(|s| s.starts_with('{')) {
+            let name = segment.trim_matches(|c| c == '{' || c == '}');
+            assert!(
+                params.iter().any(|p| p["in"] == "path" && p["name"] == name && p["required"] == true),
+                "{method} {path}: path parameter {name} is not declared"
+            );
+        }
+    }
+
+    // Every component schema compiles, and every example validates against its schema.
+    for (name, schema) in doc["components"]["schemas"].as_object().expect("schemas") {
+        let v = validator(&doc, &component(name));
+        for example in schema["examples"].as_array().into_iter().flatten() {
+            let errors = errors_of(&v, example);
+            assert!(errors.is_empty(), "example of {name} is invalid: {errors:?}\n{example:#}");
+        }
+    }
+    let mut examples = 0;
+    for (method, path, op) in operations(&doc) {
+        let mut bodies: Vec<&Value> =
+            op["requestBody"]["content"].as_object().into_iter().flat_map(|c| c.values()).collect();
+        for response in op["responses"].as_object().into_iter().flat_map(|r| r.values()) {
+            bodies.extend(deref(&doc, response)["content"].as_object().into_iter().flat_map(|c| c.values()));
+        }
+        for body in bodies {
+            let v = validator(&doc, &body["schema"]);
+            for (name, example) in body["examples"].as_object().into_iter().flatten() {
+                let errors = errors_of(&v, &example["value"]);
+                assert!(errors.is_empty(), "{method} {path} example {name} is invalid: {errors:?}");
+                examples += 1;
+            }
+        }
+    }
+    assert!(examples >= 10, "only {examples} examples");
+}
+
+#[test]
+fn documents_exactly_the_routes_of_the_router() {
+    let doc = doc();
+    let documented: BTreeSet<(String, String)> =
+        operations(&doc).into_iter().map(|(m, p, _)| (m, p)).collect();
+    let routed = router_routes();
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(undocumented.is_empty(), "routes missing from openapi.json: {undocumented:?}");
+    assert!(unrouted.is_empty(), "openapi.json documents routes the router lacks: {unrouted:?}");
+}
+
+/// The codes an error response of an operation is documented to carry.
+fn response_codes(doc: &Value, response: &Value) -> Vec<String> {
+    let schema = &deref(doc, response)["content"]["application/json"]["schema"];
+    let codes = schema["properties"]["code"]["enum"].as_array().expect("error responses list their codes");
+    assert_eq!(
+        schema["properties"]["error"]["properties"]["code"]["enum"],
+        schema["properties"]["code"]["enum"]
+    );
+    codes.iter().map(|c| c.as_str().expect("code").to_owned()).collect()
+}
+
+#[test]
+fn every_error_code_is_documented_with_its_status() {
+    let doc = doc();
+    let all: BTreeSet<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+    let schema = &doc["components"]["schemas"]["ErrorCode"];
+    let documented: BTreeSet<&str> =
+        schema["enum"].as_array().expect("ErrorCode enum").iter().filter_map(Value::as_str).collect();
+    assert_eq!(documented, all, "the ErrorCode schema must list exactly ErrorCode::ALL");
+    assert_eq!(
+        doc["components"]["schemas"]["Error"]["properties"]["code"]["$ref"],
+        "#/components/schemas/ErrorCode"
+    );
+    // The error table (in the ErrorCode schema and the API description) states each status.
+    let table = schema["description"].as_str().expect("ErrorCode description");
+    let intro = doc["info"]["description"].as_str().expect("info description");
+    for code in ErrorCode::ALL {
+        let row = format!("| `{}` | {} |", code.as_str(), code.status().as_u16());
+        assert!(table.contains(&row), "ErrorCode table lacks {row}");
+        assert!(intro.contains(&row), "info description lacks {row}");
+    }
+
+    // Each operation's error responses list codes of exactly that status, and the codes in the
+    // operation's description are those of its responses.
+    let status_of: BTreeMap<&str, u16> =
+        ErrorCode::ALL.iter().map(|c| (c.as_str(), c.status().as_u16())).collect();
+    let mut used = BTreeSet::new();
+    for (method, path, op) in operations(&doc) {
+        let mut codes = BTreeSet::new();
+        for (status, response) in op["responses"].as_object().expect("responses") {
+            let status: u16 = status.parse().expect("numeric status");
+            if status < 400 {
+                continue;
+            }
+            for code in response_codes(&doc, response) {
+                assert_eq!(
+                    status_of.get(code.as_str()),
+                    Some(&status),
+                    "{method} {path}: {code} under {status}"
+                );
+                let description = deref(&doc, response)["description"].as_str().unwrap_or_default();
+                assert!(
+                    description.contains(&format!("`{code}`")),
+                    "{method} {path} {status}: {code} not described"
+                );
+                codes.insert(code);
+            }
+        }
+        let description = op["description"].as_str().unwrap_or_default();
+        let listed: BTreeSet<String> = description
+            .split("Error codes: ")
+            .nth(1)
+            .map(|list| {
+                list.split(", ")
+                    .map(|item| item.split('`').nth(1).expect("`code` (status)").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(listed, codes, "{method} {path}: the description's error codes differ from its responses");
+        used.extend(codes);
+    }
+    // Only the fallbacks' codes belong to no operation.
+    let unused: BTreeSet<&str> = all.iter().copied().filter(|c| !used.contains(*c)).collect();
+    assert_eq!(unused, BTreeSet::from(["method_not_allowed", "route_not_found"]));
+}
+
+#[test]
+fn message_schemas_agree_with_the_decoder() {
+    let doc = doc();
+    let message = validator(&doc, &component("BatchMessage"));
+    let long = "u".repeat(600);
+    let cases: Vec<(Value, bool)> = vec![
+        (json!({"type": "track", "userId": "u", "event": "E"}), true),
+        (json!({"type": "track", "anonymousId": "a", "event": "E", "properties": null}), true),
+        (json!({"type": "track", "userId": "", "anonymousId": "a", "event": "E"}), true),
+        (json!({"type": "identify", "userId": 42, "traits": {"a": 1}}), true),
+        (
+            json!({"type": "identify", "userId": "u", "anonymousId": null, "context": null, "integrations": {}}),
+            true,
+        ),
+        (json!({"type": "page", "anonymousId": "a"}), true),
+        (json!({"type": "screen", "userId": "u", "name": "Home"}), true),
+        (json!({"type": "group", "userId": "u", "groupId": "g", "traits": {"n": 1}}), true),
+        (json!({"type": "group", "userId": "u", "groupId": 7}), true),
+        (json!({"type": "alias", "userId": "u", "previousId": "p"}), true),
+        (
+            json!({"type": "track", "userId": "u", "event": "E",
+                "timestamp": "2024-01-02T03:04:05.123456+00:00", "sentAt": "2024-01-02 03:04:05"}),
+            true,
+        ),
+        (
+            json!({"type": "track", "userId": "u", "event": "E", "timestamp": "2024-01-02T03:04:05+0100"}),
+            true,
+        ),
+        (json!({"type": "track", "userId": "u", "event": "E", "originalTimestamp": "2024-01-02"}), true),
+        (json!({"type": "track", "userId": "u", "event": "E", "timestamp": ""}), true),
+        (
+            json!({"type": "track", "userId": "u", "event": "E", "custom": {"x": [1, 2]}, "_metadata": {}}),
+            true,
+        ),
+        (json!({"userId": "u", "event": "E"}), false),
+        (json!({"type": "bogus", "userId": "u"}), false),
+        (json!("not an object"), false),
+        (json!({"type": "track", "event": "E"}), false),
+        (json!({"type": "track", "userId": "", "event": "E"}), false),
+        (json!({"type": "track", "userId": null, "event": "E"}), false),
+        (json!({"type": "track", "userId": "u"}), false),
+        (json!({"type": "track", "userId": "u", "event": ""}), false),
+        (json!({"type": "track", "userId": "u", "event": null}), false),
+        (json!({"type": "track", "userId": "u", "event": 5}), false),
+        (json!({"type": "track", "userId": 1.5, "event": "E"}), false),
+        (json!({"type": "track", "userId": {"x": 1}, "event": "E"}), false),
+        (json!({"type": "track", "userId": long, "event": "E"}), false),
+        (json!({"type": "track", "userId": "u", "event": "E", "properties": []}), false),
+        (json!({"type": "identify", "userId": "u", "traits": "pro"}), false),
+        (json!({"type": "track", "userId": "u", "event": "E", "context": 1}), false),
+        (json!({"type": "track", "userId": "u", "event": "E", "integrations": "all"}), false),
+        (json!({"type": "track", "userId": "u", "event": "E", "timestamp": "yesterday"}), false),
+        (json!({"type": "track", "userId": "u", "event": "E", "timestamp": 1_700_000_000}), false),
+        (json!({"type": "identify", "userId": "u", "name": 7}), false),
+        (json!({"type": "page", "userId": "u", "groupId": [1]}), false),
+        (json!({"type": "group", "userId": "u"}), false),
+        (json!({"type": "alias", "userId": "u"}), false),
+        (json!({"type": "alias", "anonymousId": "a", "previousId": "p"}), false),
+    ];
+    for (case, valid) in &cases {
+        let body = json!({"batch": [case]}).to_string();
+        let decoded = whisperer_ingest::decode::decode(Endpoint::Batch, body.as_bytes(), &Limits::default())
+            .expect("the batch itself is well formed");
+        let decoder_ok = decoded.messages[0].is_ok();
+        assert_eq!(decoder_ok, *valid, "decoder on {case}: {:?}", decoded.messages[0]);
+        let errors = errors_of(&message, case);
+        assert_eq!(errors.is_empty(), *valid, "BatchMessage schema on {case}: {errors:?}");
+    }
+
+    // The batch envelope: what the schema allows is exactly what decodes.
+    let batch = validator(&doc, &component("BatchRequest"));
+    let message = json!({"type": "track", "userId": "u", "event": "E"});
+    let envelopes: Vec<(Value, bool)> = vec![
+        (json!({"batch": []}), true),
+        (json!({"batch": [message], "writeKey": "wk_x", "sentAt": "2024-01-02T03:04:05Z"}), true),
+        (json!({"batch": [message], "context": {"ip": "203.0.113.7", "userAgent": "curl/8"}}), true),
+        (json!({"batch": [], "context": null, "sentAt": null, "writeKey": null}), true),
+        (json!({"batch": [], "unknown": 1}), true),
+        (json!({}), false),
+        (json!([]), false),
+        (json!({"batch": null}), false),
+        (json!({"batch": {}}), false),
+        (json!({"batch": [], "context": 1}), false),
+        (json!({"batch": [], "sentAt": "noon"}), false),
+    ];
+    for (case, valid) in &envelopes {
+        let decoded = whisperer_ingest::decode::decode(
+            Endpoint::Batch,
+            case.to_string().as_bytes(),
+            &Limits::default(),
+        );
+        assert_eq!(decoded.is_ok(), *valid, "decoder on {case}: {decoded:?}");
+        let errors = errors_of(&batch, case);
+        assert_eq!(errors.is_empty(), *valid, "BatchRequest schema on {case}: {errors:?}");
+    }
+
+    // What official Segment libraries send is a valid batch.
+    let dir = format!("{}/../../../shared/fixtures/segment-clients", env!("CARGO_MANIFEST_DIR"));
+    let mut bodies = 0;
+    for name in ["py_segment.jsonl", "py_segment_batch.jsonl", "node_segment.jsonl"] {
+        let text = std::fs::read_to_string(format!("{dir}/{name}")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        for line in text.lines() {
+            let captured: Value = serde_json::from_str(line).expect("fixture line");
+            let errors = errors_of(&batch, &captured["body"]);
+            assert!(errors.is_empty(), "{name}: {errors:?}");
+            bodies += 1;
+        }
+    }
+    assert!(bodies >= 8);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A real server
+
+struct TestApp {
+    url: String,
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    doc: Value,
+    /// (method, path, status) of every response checked against the document.
+    seen: Mutex<BTreeSet<(String, String, u16)>>,
+    _dir: tempfile::TempDir,
+}
+
+struct Keys {
+    write: String,
+    secret: String,
+}
+
+async fn spawn_app() -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let mut registry = prometheus_client::registry::Registry::default();
+    let ingestor = Arc::new(IngestConfig::default().build(store.clone(), &mut registry).unwrap());
+    let app = whisperer_api::router(AppState::new(store.clone(), ingestor, registry));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await.unwrap();
+    });
+    TestApp {
+        url: format!("http://{addr}"),
+        store,
+        http: reqwest::Client::new(),
+        doc: doc(),
+        seen: Mutex::new(BTreeSet::new()),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    async fn workspace(&self) -> Keys {
+        let ws = Workspace { id: WorkspaceId::generate(), name: "Acme".into(), created_at: Millis::now() };
+        let write = ApiKey::generate(KeyKind::Write);
+        let secret = ApiKey::generate(KeyKind::Secret);
+        self.store
+            .create_workspace(&ws, &[NewKey::of(&write, Millis::now()), NewKey::of(&secret, Millis::now())])
+            .await
+            .unwrap();
+        Keys { write: write.plaintext, secret: secret.plaintext }
+    }
+
+    fn request(&self, method: &str, url_path: &str) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+        self.http.request(method, format!("{}{url_path}", self.url))
+    }
+
+    /// Sends a request for the operation `method template` and checks the response against the
+    /// document: its status is documented for the operation, its content type is the documented
+    /// one, it has an `X-Request-Id`, and its body validates against the documented schema.
+    async fn call(
+        &self,
+        method: &str,
+        template: &str,
+        request: reqwest::RequestBuilder,
+    ) -> (StatusCode, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(response.headers().contains_key("x-request-id"), "{method} {template}: no x-request-id");
+        let text = response.text().await.unwrap();
+        let op = &self.doc["paths"][template][method];
+        assert!(op.is_object(), "{method} {template} is not documented");
+        let documented = op["responses"].get(status.as_str()).unwrap_or_else(|| {
+            panic!("{method} {template} answered {status}, which is not documented: {text}")
+        });
+        let documented = deref(&self.doc, documented);
+        let media = documented["content"].get(&content_type).unwrap_or_else(|| {
+            panic!("{method} {template} {status}: content type {content_type:?} is not documented")
+        });
+        let body: Value = if content_type == "application/json" {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {template}: {e}: {text}"))
+        } else {
+            Value::String(text)
+        };
+        let errors = errors_of(&validator(&self.doc, &media["schema"]), &body);
+        assert!(
+            errors.is_empty(),
+            "{method} {template} {status}: the body does not match the documented schema: {errors:#?}\n{body:#}"
+        );
+        self.seen.lock().unwrap().insert((method.to_owned(), template.to_owned(), status.as_u16()));
+        (status, body)
+    }
+
+    /// An undocumented route's answer: the documented `Error` shape with `code`.
+    async fn fallback(&self, request: reqwest::RequestBuilder, status: StatusCode, code: &str) {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status);
+        let body: Value = response.json().await.unwrap();
+        let errors = errors_of(&validator(&self.doc, &component("Error")), &body);
+        assert!(errors.is_empty(), "{errors:?}: {body}");
+        assert_eq!(body["code"], code);
+    }
+
+    /// The first example of an operation's request body.
+    fn example(&self, method: &str, template: &str) -> Value {
+        let examples =
+            &self.doc["paths"][template][method]["requestBody"]["content"]["application/json"]["examples"];
+        examples.as_object().and_then(|e| e.values().next()).expect("an example")["value"].clone()
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+#[tokio::test]
+async fn real_responses_match_the_documented_schemas() {
+    let app = spawn_app().await;
+    let ws = app.workspace().await;
+
+    // Operations endpoints.
+    let (status, _) = app.call("get", "/healthz", app.request("get", "/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, ready) = app.call("get", "/readyz", app.request("get", "/readyz")).await;
+    assert_eq!((status, ready["storage"].as_str()), (StatusCode::OK, Some("sqlite")));
+    let (status, served) = app.call("get", "/openapi.json", app.request("get", "/openapi.json")).await;
+    assert_eq!((status, &served), (StatusCode::OK, &app.doc), "the document is served verbatim");
+
+    // Each single-message endpoint takes its documented example, with the key in the header
+    // or (for track) in the body.
+    for kind in ["track", "identify", "page", "screen", "group", "alias"] {
+        let path = format!("/v1/{kind}");
+        let example = app.example("post", &path);
+        let (status, answer) = app
+            .call(
+                "post",
+                &path,
+                app.request("post", &path).basic_auth(&ws.write, Some("")).body(example.to_string()),
+            )
+            .await;
+        assert_eq!((status, answer["accepted"].as_u64()), (StatusCode::OK, Some(1)), "{kind}: {answer}");
+    }
+    let mut in_body = app.example("post", "/v1/track");
+    in_body["writeKey"] = json!(ws.write);
+    in_body["messageId"] = json!("body-key-1");
+    let (status, _) =
+        app.call("post", "/v1/track", app.request("post", "/v1/track").body(in_body.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The documented batch, gzipped, then again through /v1/import: all duplicates.
+    let batch = app.example("post", "/v1/batch");
+    let request = app
+        .request("post", "/v1/batch")
+        .bearer_auth(&ws.write)
+        .header("content-encoding", "gzip")
+        .body(gzip(batch.to_string().as_bytes()));
+    let (status, answer) = app.call("post", "/v1/batch", request).await;
+    assert_eq!((status, answer["accepted"].as_u64()), (StatusCode::OK, Some(3)), "{answer}");
+    let request = app.request("post", "/v1/import").basic_auth(&ws.write, Some("")).body(batch.to_string());
+    let (status, answer) = app.call("post", "/v1/import", request).await;
+    assert_eq!((status, answer["duplicates"].as_u64()), (StatusCode::OK, Some(3)), "{answer}");
+
+    // A partly bad batch: 200 with the refusals.
+    let big = "x".repeat(33 * 1024);
+    let partly = json!({"batch": [
+        {"type": "track", "userId": "user_1", "event": "Good", "messageId": "partly-1"},
+        {"type": "track", "userId": "user_1"},
+        {"type": "track", "userId": "user_1", "event": "Big", "properties": {"blob": big}},
+    ]});
+    let post_batch =
+        |body: String| app.request("post", "/v1/batch").basic_auth(&ws.write, Some("")).body(body);
+    let (status, answer) = app.call("post", "/v1/batch", post_batch(partly.to_string())).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["rejected"].as_array().map(Vec::len), Some(2), "{answer}");
+
+    // Batches where every message is refused: the first refusal's status, and the list.
+    let all_bad = json!({"batch": [{"type": "track", "userId": "u"}, {"type": "nope", "userId": "u"}]});
+    let (status, answer) = app.call("post", "/v1/batch", post_batch(all_bad.to_string())).await;
+    assert_eq!((status, error_code(&answer)), (StatusCode::BAD_REQUEST, "invalid_message"));
+    assert_eq!(answer["rejected"].as_array().map(Vec::len), Some(2));
+    let all_big =
+        json!({"batch": [{"type": "track", "userId": "u", "event": "E", "properties": {"b": big}}]});
+    let (status, answer) = app.call("post", "/v1/import", post_batch(all_big.to_string())).await;
+    assert_eq!((status, error_code(&answer)), (StatusCode::PAYLOAD_TOO_LARGE, "message_too_large"));
+
+    // Bad requests.
+    let track =
+        |body: &str| app.request("post", "/v1/track").basic_auth(&ws.write, Some("")).body(body.to_owned());
+    let bad: Vec<(reqwest::RequestBuilder, StatusCode, &str)> = vec![
+        (track("{\"userId\": "), StatusCode::BAD_REQUEST, "malformed_json"),
+        (track("[]"), StatusCode::BAD_REQUEST, "invalid_batch"),
+        (track(r#"{"userId": "u"}"#), StatusCode::BAD_REQUEST, "invalid_message"),
+        (
+            track(r#"{"userId": "u", "event": "x", "timestamp": "noon"}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_message",
+        ),
+        (
+            track("{}").header("content-encoding", "br"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+        ),
+        (track("{}").header("content-encoding", "gzip"), StatusCode::BAD_REQUEST, "invalid_gzip"),
+        (
+            app.request("post", "/v1/track").body(r#"{"userId": "u", "event": "x"}"#),
+            StatusCode::UNAUTHORIZED,
+            "missing_key",
+        ),
+        (
+            app.request("post", "/v1/track").bearer_auth("wk_nope").body(r#"{"userId": "u", "event": "x"}"#),
+            StatusCode::UNAUTHORIZED,
+            "invalid_key",
+        ),
+        (
+            app.request("post", "/v1/track").bearer_auth(&ws.secret).body(r#"{"userId": "u", "event": "x"}"#),
+            StatusCode::FORBIDDEN,
+            "wrong_key_kind",
+        ),
+    ];
+    for (request, status, code) in bad {
+        let (got, body) = app.call("post", "/v1/track", request).await;
+        assert_eq!((got, error_code(&body)), (status, code), "{body}");
+    }
+    let (status, body) = app.call("post", "/v1/batch", post_batch(" ".repeat(600 * 1024))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"));
+    let (status, body) = app.call("post", "/v1/batch", post_batch(json!({"batch": 5}).to_string())).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_batch"));
+
+    // Reads with the secret key.
+    let get = |path: &str| app.request("get", path).bearer_auth(&ws.secret);
+    let (status, user) = app.call("get", "/v1/users/{userId}", get("/v1/users/user_1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(user["identities"]["anonymousIds"], json!(["anon_1"]), "{user}");
+    let basic = app.request("get", "/v1/users/user_1").basic_auth(&ws.secret, Some(""));
+    assert_eq!(
+        app.call("get", "/v1/users/{userId}", basic).await.0,
+        StatusCode::OK,
+        "Basic works with a secret key"
+    );
+    let (status, body) = app.call("get", "/v1/users/{userId}", get("/v1/users/nobody")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "user_not_found"));
+    let (status, body) = app.call("get", "/v1/users/{userId}", app.request("get", "/v1/users/user_1")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "missing_key"));
+    let wrong = app.request("get", "/v1/users/user_1").basic_auth(&ws.write, Some(""));
+    let (status, body) = app.call("get", "/v1/users/{userId}", wrong).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "wrong_key_kind"));
+
+    let events = "/v1/users/{userId}/events";
+    let mut path = "/v1/users/user_1/events?limit=3".to_owned();
+    let mut seen = 0;
+    loop {
+        let (status, page) = app.call("get", events, get(&path)).await;
+        assert_eq!(status, StatusCode::OK);
+        seen += page["events"].as_array().unwrap().len();
+        match page["nextCursor"].as_str() {
+            Some(cursor) => path = format!("/v1/users/user_1/events?limit=3&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert!(seen >= 8, "user_1 has {seen} events");
+    let (status, body) = app.call("get", events, get("/v1/users/user_1/events?limit=0")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
+    let (status, body) = app.call("get", events, get("/v1/users/user_1/events?cursor=garbage")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_cursor"));
+    let (status, body) = app.call("get", events, get("/v1/users/nobody/events")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "user_not_found"));
+
+    // The tracking plan: empty, then set in warn mode (events are flagged), then reject mode.
+    let plan = "/v1/tracking-plan";
+    let (status, empty) = app.call("get", plan, get(plan)).await;
+    assert_eq!((status, empty), (StatusCode::OK, json!({"mode": "warn", "events": {}})));
+    let mut example = app.example("put", plan);
+    example["mode"] = json!("warn");
+    let put = |body: String| app.request("put", plan).bearer_auth(&ws.secret).body(body);
+    let (status, stored) = app.call("put", plan, put(example.to_string())).await;
+    assert_eq!((status, &stored), (StatusCode::OK, &example));
+    let breaking = json!({"userId": "flagged", "event": "Order Completed", "properties": {"revenue": "12"},
+        "context": {"userAgent": "curl/8.0"}});
+    assert_eq!(app.call("post", "/v1/track", track(&breaking.to_string())).await.0, StatusCode::OK);
+    let (status, page) = app.call("get", events, get("/v1/users/flagged/events")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page["events"][0]["enrichment"]["violations"][0].is_string(), "{page}");
+    let (status, stored) = app.call("put", plan, put(app.example("put", plan).to_string())).await;
+    assert_eq!((status, stored["mode"].as_str()), (StatusCode::OK, Some("reject")));
+    let (status, got) = app.call("get", plan, get(plan)).await;
+    assert_eq!((status, got), (StatusCode::OK, app.example("put", plan)));
+    let (status, body) = app.call("post", "/v1/track", track(&breaking.to_string())).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "tracking_plan_violation"));
+    let mixed = json!({"batch": [
+        {"type": "track", "userId": "u", "event": "Order Completed", "properties": {"revenue": 1}},
+        {"type": "track", "userId": "u", "event": "Order Completed", "properties": {}},
+    ]});
+    let (status, answer) = app.call("post", "/v1/batch", post_batch(mixed.to_string())).await;
+    assert_eq!(
+        (status, answer["rejected"][0]["code"].as_str()),
+        (StatusCode::OK, Some("tracking_plan_violation"))
+    );
+    let (status, body) = app.call("put", plan, put(json!({"mode": "strict"}).to_string())).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_tracking_plan"));
+    let (status, body) = app.call("put", plan, put(json!({"events": {"E": {"type": 12}}}).to_string())).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_tracking_plan"));
+    let (status, body) = app.call("get", plan, app.request("get", plan)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "missing_key"));
+    let wrong = app.request("put", plan).basic_auth(&ws.write, Some("")).body("{}");
+    let (status, body) = app.call("put", plan, wrong).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "wrong_key_kind"));
+
+    // Metrics last, so every route above has been counted.
+    let (status, metrics) = app.call("get", "/metrics", app.request("get", "/metrics")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(metrics.as_str().unwrap().contains("whisperer_http_requests_total"));
+
+    // The fallbacks answer the documented Error shape.
+    app.fallback(app.request("get", "/v1/nope"), StatusCode::NOT_FOUND, "route_not_found").await;
+    app.fallback(app.request("get", "/v1/track"), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+
+    // Every operation's success answer was checked against the document.
+    let seen = app.seen.lock().unwrap().clone();
+    for (method, path, _) in operations(&app.doc) {
+        assert!(seen.contains(&(method.clone(), path.clone(), 200)), "{method} {path}: no 200 checked");
+    }
+}
