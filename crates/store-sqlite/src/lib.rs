@@ -5,8 +5,15 @@
 //! writes (SQLite allows one writer at a time anyway; other processes such as the CLI wait on
 //! `busy_timeout`); reads use a small pool of their own connections and never block the writer.
 //! All SQLite calls run on blocking threads, never on the async workers.
+//!
+//! Two things keep the single writer fast: a cache of identity lookups (invalidated whenever
+//! another connection, such as a CLI import, commits) and WAL checkpoints on a thread of their
+//! own, so commits never copy pages back into the database file themselves.
 
+mod identity_cache;
 mod schema;
+
+use identity_cache::IdentityCache;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -35,9 +42,19 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Mutex<Writer>,
     readers: Mutex<Vec<Connection>>,
 }
+
+struct Writer {
+    conn: Connection,
+    identities: IdentityCache,
+}
+
+/// How often the checkpoint thread looks at the WAL, and the WAL size that makes it copy the
+/// log back into the database file.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
+const CHECKPOINT_WAL_BYTES: u64 = 16 * 1024 * 1024;
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, migrating the schema to the latest.
@@ -48,9 +65,20 @@ impl SqliteStore {
         let path = data_dir.join(DATABASE_FILE);
         let mut writer = open_connection(&path)?;
         schema::migrate(&mut writer).map_err(map_err)?;
-        Ok(Self {
-            inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }),
-        })
+        // Checkpoints run on their own thread (below), not inside a commit.
+        writer.pragma_update(None, "wal_autocheckpoint", 0).map_err(map_err)?;
+        let checkpointer = open_connection(&path)?;
+        let inner = Arc::new(Inner {
+            path,
+            writer: Mutex::new(Writer { conn: writer, identities: IdentityCache::default() }),
+            readers: Mutex::new(Vec::new()),
+        });
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpointer, weak))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Self { inner })
     }
 
     pub fn path(&self) -> &Path {
@@ -62,10 +90,18 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
+        self.write_with_cache(move |writer| f(&mut writer.conn)).await
+    }
+
+    async fn write_with_cache<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Writer) -> rusqlite::Result<T> + Send + 'static,
+    {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut conn).map_err(map_err)
+            let mut writer = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut writer).map_err(map_err)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
@@ -92,6 +128,28 @@ impl SqliteStore {
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
+    }
+}
+
+/// Copies the WAL back into the database file when it has grown, until the store is dropped.
+/// PASSIVE never blocks the writer or readers; the writer restarts the WAL from its start once
+/// a checkpoint has caught up.
+fn checkpoint_loop(conn: Connection, store: std::sync::Weak<Inner>) {
+    let wal = {
+        let mut p = conn.path().map(PathBuf::from).unwrap_or_default().into_os_string();
+        p.push("-wal");
+        PathBuf::from(p)
+    };
+    while let Some(inner) = store.upgrade() {
+        drop(inner);
+        std::thread::sleep(CHECKPOINT_POLL);
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if size < CHECKPOINT_WAL_BYTES {
+            continue;
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "wal checkpoint failed");
+        }
     }
 }
 
@@ -187,11 +245,16 @@ fn message_ids(e: &NewEvent) -> MessageIds<'_> {
 
 /// The whole append transaction; see [`Store::append`].
 fn append_blocking(
-    conn: &mut Connection,
+    writer: &mut Writer,
     events: &[NewEvent],
     dedup_since: Millis,
 ) -> rusqlite::Result<Vec<AppendOutcome>> {
+    let Writer { conn, identities: cache } = writer;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Holding the write lock now: if anyone else committed since our last look, what the cache
+    // knows may be stale.
+    let data_version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+    cache.validate(data_version);
     let mut fresh = Vec::with_capacity(events.len());
     {
         let mut dedup = tx.prepare_cached(
@@ -228,9 +291,19 @@ fn append_blocking(
                 if !loaded.insert((ws, kind, value)) {
                     continue;
                 }
-                let found: Option<(i64, Option<String>)> = lookup
-                    .query_row(params![ws, kind.code(), value], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .optional()?;
+                let found = match cache.get(ws, kind, value) {
+                    Some(hit) => Some(hit),
+                    None => {
+                        let found: Option<(i64, Option<String>)> = lookup
+                            .query_row(params![ws, kind.code(), value], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()?;
+                        // Committed state, so safe to remember even if this transaction fails.
+                        if let Some((person, user)) = &found {
+                            cache.remember(ws, kind, value, *person, user.clone());
+                        }
+                        found
+                    }
+                };
                 if let Some((person, user)) = found {
                     resolver.preload(kind, value, person, user);
                 }
@@ -285,7 +358,13 @@ fn append_blocking(
             outcomes[i] = AppendOutcome::Stored { seq: tx.last_insert_rowid() };
         }
     }
-    tx.commit()?;
+    if let Err(e) = tx.commit() {
+        cache.clear();
+        return Err(e);
+    }
+    for (&ws, resolver) in &resolvers {
+        cache.committed(ws, resolver.ops(), |person| resolve_ref(&ids, ws, person));
+    }
     Ok(outcomes)
 }
 
@@ -518,7 +597,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let events = events.to_vec();
-        self.write(move |c| append_blocking(c, &events, dedup_since)).await
+        self.write_with_cache(move |w| append_blocking(w, &events, dedup_since)).await
     }
 
     async fn events_after(
