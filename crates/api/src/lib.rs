@@ -7,6 +7,7 @@ pub mod views;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, MatchedPath, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -38,6 +39,8 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 
 /// Bodies above this size are decoded on a blocking thread, keeping async workers responsive.
 const INLINE_DECODE_BYTES: usize = 64 * 1024;
+/// Largest tracking plan accepted.
+const MAX_PLAN_BYTES: usize = 1024 * 1024;
 const DEFAULT_PAGE: usize = 50;
 const MAX_PAGE: usize = 1000;
 
@@ -264,12 +267,20 @@ async fn secret_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, 
     state.inner.keys.authenticate(key.as_deref(), KeyKind::Secret).await
 }
 
+/// The user id of the path, or the API's error instead of axum's plain-text one.
+fn path_user(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(user)| user).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidParameter, format!("user id in the path: {}", e.body_text()))
+    })
+}
+
 async fn get_user(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(user_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let caller = secret_caller(&state, &headers).await?;
+    let user_id = path_user(path)?;
     let store = &state.inner.store;
     let person = store.find_person(&caller.workspace, IdKind::User, &user_id).await?.ok_or_else(|| {
         ApiError::new(ErrorCode::UserNotFound, format!("no user {user_id:?} in this workspace"))
@@ -288,10 +299,14 @@ struct PageQuery {
 async fn get_user_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(user_id): Path<String>,
-    Query(query): Query<PageQuery>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let caller = secret_caller(&state, &headers).await?;
+    let user_id = path_user(path)?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
+    })?;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_PAGE,
         Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
@@ -329,10 +344,11 @@ async fn get_tracking_plan(
 
 async fn put_tracking_plan(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: bytes::Bytes,
+    request: Request,
 ) -> Result<axum::Json<TrackingPlan>, ApiError> {
-    let caller = secret_caller(&state, &headers).await?;
+    let (parts, body) = request.into_parts();
+    let caller = secret_caller(&state, &parts.headers).await?;
+    let body = read_body(body, MAX_PLAN_BYTES, &parts.headers).await?;
     let plan = parse_tracking_plan(&body)?;
     state.inner.store.set_tracking_plan(&caller.workspace, &plan).await?;
     state.inner.ingestor.tracking_plan_changed(&caller.workspace);

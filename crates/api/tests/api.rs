@@ -411,6 +411,16 @@ async fn tracking_plan_warn_flags_and_reject_refuses() {
         .await
         .unwrap();
     expect_error(&app, res, StatusCode::BAD_REQUEST, "invalid_tracking_plan").await;
+    let huge = json!({"mode": "warn", "events": {"Big": {"description": "x".repeat(2 * 1024 * 1024)}}});
+    let res = app
+        .http
+        .put(format!("{}/v1/tracking-plan", app.url))
+        .bearer_auth(&ws.secret)
+        .body(huge.to_string())
+        .send()
+        .await
+        .unwrap();
+    expect_error(&app, res, StatusCode::PAYLOAD_TOO_LARGE, "request_too_large").await;
     let unknown = json!({"mode": "strict"});
     let res = app
         .http
@@ -457,6 +467,18 @@ async fn user_events_paginate_with_a_cursor() {
             (StatusCode::BAD_REQUEST, Some("invalid_parameter"))
         );
     }
+    for bad in ["?limit=1&limit=2", "?cursor=a&cursor=b"] {
+        let (status, body) = app.get(&format!("/v1/users/u/events{bad}"), &ws.secret).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_parameter"))
+        );
+    }
+    let (status, body) = app.get("/v1/users/%FF/events", &ws.secret).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_parameter"))
+    );
     let (status, body) = app.get("/v1/users/u/events?cursor=garbage", &ws.secret).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_cursor")));
 }

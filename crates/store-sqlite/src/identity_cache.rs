@@ -99,12 +99,14 @@ mod tests {
         c.validate(1);
         c.remember("ws", IdKind::Anonymous, "a", 10, None);
         c.remember("ws", IdKind::User, "u", 20, Some("u".into()));
-        c.committed("ws", &[IdentityOp::Merge { from: PersonRef::Existing(10), into: PersonRef::Existing(20) }], |p| {
-            match p {
+        c.committed(
+            "ws",
+            &[IdentityOp::Merge { from: PersonRef::Existing(10), into: PersonRef::Existing(20) }],
+            |p| match p {
                 PersonRef::Existing(id) => id,
                 PersonRef::New(_) => unreachable!(),
-            }
-        });
+            },
+        );
         assert_eq!(c.get("ws", IdKind::Anonymous, "a"), Some((20, Some("u".into()))));
         assert_eq!(c.get("other", IdKind::Anonymous, "a"), None);
         c.validate(1);
