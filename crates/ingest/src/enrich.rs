@@ -231,6 +231,19 @@ mod tests {
     }
 
     #[test]
+    fn geo_comes_from_the_full_ip_even_when_it_is_stored_anonymised() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("city.mmdb");
+        crate::geo::test_mmdb::write_london(&path);
+        let geo = GeoIp::open(&path).unwrap();
+        let d = Draft { ip: Some("81.2.69.255".into()), ..draft() };
+        let e = Enricher::new(Some(geo), true).enrich(&WorkspaceId::generate(), d, &meta("2024-01-01T00:00:00Z"), &[]);
+        let en = enrichment(&e);
+        assert_eq!(en["geo"], serde_json::json!({"country": "GB", "region": "ENG", "city": "London", "timeZone": "Europe/London"}));
+        assert_eq!(en["ip"], "81.2.69.0");
+    }
+
+    #[test]
     fn keeps_raw_and_falls_back_to_the_peer_ip() {
         let mut m = meta("2024-01-01T00:00:00Z");
         m.remote_ip = Some("198.51.100.1".parse().unwrap());
