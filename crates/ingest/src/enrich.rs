@@ -237,9 +237,17 @@ mod tests {
         crate::geo::test_mmdb::write_london(&path);
         let geo = GeoIp::open(&path).unwrap();
         let d = Draft { ip: Some("81.2.69.255".into()), ..draft() };
-        let e = Enricher::new(Some(geo), true).enrich(&WorkspaceId::generate(), d, &meta("2024-01-01T00:00:00Z"), &[]);
+        let e = Enricher::new(Some(geo), true).enrich(
+            &WorkspaceId::generate(),
+            d,
+            &meta("2024-01-01T00:00:00Z"),
+            &[],
+        );
         let en = enrichment(&e);
-        assert_eq!(en["geo"], serde_json::json!({"country": "GB", "region": "ENG", "city": "London", "timeZone": "Europe/London"}));
+        assert_eq!(
+            en["geo"],
+            serde_json::json!({"country": "GB", "region": "ENG", "city": "London", "timeZone": "Europe/London"})
+        );
         assert_eq!(en["ip"], "81.2.69.0");
     }
 

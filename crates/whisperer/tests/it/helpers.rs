@@ -28,7 +28,12 @@ pub struct Workspace {
 }
 
 pub fn create_workspace(data_dir: &Path, name: &str) -> Workspace {
-    let out = run_ok(whisperer().args(["workspace", "create", "--name", name, "--data-dir"]).arg(data_dir));
+    create_workspace_in(&["--data-dir", data_dir.to_str().unwrap()], name)
+}
+
+/// `store` is `--data-dir DIR` or `--database-url URL`.
+pub fn create_workspace_in(store: &[&str], name: &str) -> Workspace {
+    let out = run_ok(whisperer().args(["workspace", "create", "--name", name]).args(store));
     let v: Value = serde_json::from_slice(&out.stdout).expect("workspace create prints JSON");
     Workspace {
         id: v["id"].as_str().unwrap().to_owned(),
@@ -45,9 +50,14 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(data_dir: &Path) -> Self {
+        Self::start_on(&["--data-dir", data_dir.to_str().unwrap()])
+    }
+
+    /// `store` is `--data-dir DIR` or `--database-url URL`.
+    pub fn start_on(store: &[&str]) -> Self {
         let mut child = whisperer()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(store)
             .env("WHISPERER_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -76,9 +86,25 @@ impl Drop for ServerProcess {
 
 /// Every event of a workspace as exported by the CLI.
 pub fn export(data_dir: &Path, workspace: &str) -> Vec<Value> {
-    let out =
-        run_ok(whisperer().args(["export", "events", "--workspace", workspace, "--data-dir"]).arg(data_dir));
+    export_from(&["--data-dir", data_dir.to_str().unwrap()], workspace)
+}
+
+/// `store` is `--data-dir DIR` or `--database-url URL`.
+pub fn export_from(store: &[&str], workspace: &str) -> Vec<Value> {
+    let out = run_ok(whisperer().args(["export", "events", "--workspace", workspace]).args(store));
     String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The PostgreSQL test database, or None after saying why the test skips.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("WHISPERER_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(!required("WHISPERER_REQUIRE_SERVICES"), "WHISPERER_TEST_POSTGRES_URL is not set");
+            eprintln!("skipping: WHISPERER_TEST_POSTGRES_URL is not set");
+            None
+        }
+    }
 }
 
 /// Whether tests that need an optional part must run instead of skipping.

@@ -4,4 +4,5 @@ mod cli;
 mod clients;
 mod durability;
 mod helpers;
+mod postgres;
 mod tidy;
