@@ -23,7 +23,7 @@ pub struct BenchIngestArgs {
     /// Target events/s (paced); without it, as fast as the server answers.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// Single-message `POST /v1/track` requests instead of batches.
+    /// One message per request, each to its type's endpoint (`/v1/track`, `/v1/page`, …).
     #[arg(long)]
     pub single: bool,
     /// Simulated users.
@@ -131,7 +131,7 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|");
     println!(
         "| {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {:.2} |",
-        if args.single { "POST /v1/track" } else { "POST /v1/batch" },
+        if args.single { "single-message endpoints" } else { "POST /v1/batch" },
         args.concurrency,
         if args.single { 1 } else { args.batch_size },
         args.rate.map_or("max".to_owned(), |r| format!("{r:.0}/s")),

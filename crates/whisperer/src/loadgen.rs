@@ -24,7 +24,7 @@ pub struct LoadConfig {
     pub rate: Option<f64>,
     /// Distinct users in the population.
     pub users: usize,
-    /// One message per `POST /v1/track` instead of `/v1/batch`.
+    /// One message per request to its type's endpoint (`/v1/track`, `/v1/page`, …) instead of `/v1/batch`.
     pub single: bool,
     pub seed: u64,
 }
@@ -240,21 +240,26 @@ async fn worker_loop(
         if interval.is_some() {
             tokio::time::sleep_until(next_send.into()).await;
         }
-        let (body, count) = if config.single {
+        let (body, count, target) = if config.single {
             let mut body = String::with_capacity(512);
             generator.message(&mut body);
             let count = body.matches(r#""messageId""#).count() as u64;
             if count > 1 {
                 // A first contact made two messages; send them as a batch to keep the story.
-                (format!(r#"{{"batch":[{body}]}}"#), count)
+                (format!(r#"{{"batch":[{body}]}}"#), count, format!("{}/v1/batch", config.base_url))
             } else {
-                (body, 1)
+                // Each message goes to the endpoint of its type, as a Segment library would send it.
+                let kind = body
+                    .strip_prefix(r#"{"type":""#)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap_or("track");
+                let target = format!("{}/v1/{kind}", config.base_url);
+                (body, 1, target)
             }
         } else {
-            generator.batch(per_request)
+            let (body, count) = generator.batch(per_request);
+            (body, count, url.clone())
         };
-        let target =
-            if count > 1 && config.single { format!("{}/v1/batch", config.base_url) } else { url.clone() };
         let sent = Instant::now();
         let result = client.post(&target).basic_auth(&config.write_key, Some("")).body(body).send().await;
         let ok = match result {
