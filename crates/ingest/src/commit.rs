@@ -81,7 +81,7 @@ async fn run(
         }
         let since = Millis::now().saturating_add(-dedup_window_ms);
         let started = Instant::now();
-        let result = store.append(&events, since).await;
+        let result = store.append(events, since).await;
         metrics.commit_seconds.observe(started.elapsed().as_secs_f64());
         metrics.commit_events.observe(total as f64);
         match result {

@@ -339,12 +339,12 @@ impl Store for PgStore {
         rows.first().map(|r| get::<Json<TrackingPlan>>(r, 0).map(|Json(plan)| plan)).transpose()
     }
 
-    async fn append(&self, events: &[NewEvent], dedup_since: Millis) -> Result<Vec<AppendOutcome>> {
+    async fn append(&self, events: Vec<NewEvent>, dedup_since: Millis) -> Result<Vec<AppendOutcome>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
         let mut client = self.client().await?;
-        append::append(&mut client, &self.inner.partitions, events, dedup_since).await
+        append::append(&mut client, &self.inner.partitions, &events, dedup_since).await
     }
 
     async fn events_after(

@@ -53,13 +53,13 @@ async fn schemas_do_not_see_each_other() {
     let a = PgStore::connect_in_schema(&url, &s1.name).await.unwrap();
     let b = PgStore::connect_in_schema(&url, &s2.name).await.unwrap();
     let ws = workspace(&a).await;
-    a.append(&[event(&ws, "m1", Some("u1"), None, T0)], Millis(0)).await.unwrap();
+    a.append(vec![event(&ws, "m1", Some("u1"), None, T0)], Millis(0)).await.unwrap();
     assert_eq!(a.list_workspaces().await.unwrap().len(), 1);
     assert!(b.list_workspaces().await.unwrap().is_empty());
     assert!(b.events_after(&ws, 0, 10).await.unwrap().is_empty());
     assert!(b.find_person(&ws, IdKind::User, "u1").await.unwrap().is_none());
     // The same message id in the other schema is new there.
-    let out = b.append(&[event(&ws, "m1", Some("u1"), None, T0)], Millis(0)).await.unwrap();
+    let out = b.append(vec![event(&ws, "m1", Some("u1"), None, T0)], Millis(0)).await.unwrap();
     assert!(matches!(out[0], AppendOutcome::Stored { .. }));
 }
 
@@ -72,7 +72,7 @@ async fn one_batch_may_span_workspaces() {
         event(&b, "m1", Some("u1"), Some("x"), T0),
         event(&a, "m1", Some("u1"), Some("x"), T0 + 1),
     ];
-    let out = store.append(&batch, Millis(0)).await.unwrap();
+    let out = store.append(batch.to_vec(), Millis(0)).await.unwrap();
     assert!(matches!(
         out[..],
         [AppendOutcome::Stored { .. }, AppendOutcome::Stored { .. }, AppendOutcome::Duplicate]
@@ -105,9 +105,9 @@ async fn each_month_gets_a_partition_on_demand() {
     let ws = workspace(&store).await;
     let batch =
         [event(&ws, "old", Some("u1"), None, JUNE_2019), event(&ws, "new", Some("u1"), None, FEB_2026)];
-    store.append(&batch, Millis(0)).await.unwrap();
+    store.append(batch.to_vec(), Millis(0)).await.unwrap();
     // A second batch in known months issues no DDL and still lands.
-    store.append(&[event(&ws, "again", Some("u1"), None, JUNE_2019 + 1)], Millis(0)).await.unwrap();
+    store.append(vec![event(&ws, "again", Some("u1"), None, JUNE_2019 + 1)], Millis(0)).await.unwrap();
 
     let client = schema.client().await;
     let rows = client
@@ -158,7 +158,7 @@ async fn each_month_gets_a_partition_on_demand() {
 async fn a_dropped_partition_is_recreated() {
     let Some((store, schema)) = fresh().await else { return };
     let ws = workspace(&store).await;
-    store.append(&[event(&ws, "a", Some("u"), None, JUNE_2019)], Millis(0)).await.unwrap();
+    store.append(vec![event(&ws, "a", Some("u"), None, JUNE_2019)], Millis(0)).await.unwrap();
     // Retention dropping a month behind this store's back.
     schema
         .client()
@@ -166,7 +166,7 @@ async fn a_dropped_partition_is_recreated() {
         .batch_execute(&format!("DROP TABLE {}.events_p2019_06", schema.name))
         .await
         .unwrap();
-    let out = store.append(&[event(&ws, "b", Some("u"), None, JUNE_2019)], Millis(0)).await.unwrap();
+    let out = store.append(vec![event(&ws, "b", Some("u"), None, JUNE_2019)], Millis(0)).await.unwrap();
     assert!(matches!(out[0], AppendOutcome::Stored { .. }));
     assert_eq!(store.events_after(&ws, 0, 10).await.unwrap().len(), 1);
 }
@@ -177,7 +177,7 @@ async fn json_that_jsonb_refuses_is_stored_exactly() {
     let ws = workspace(&store).await;
     let mut e = event(&ws, "m1", Some("u1"), None, T0);
     e.raw = r#"{"type":"track","properties":{"note":"a\u0000b"}, "messageId":"m1"}"#.into();
-    store.append(std::slice::from_ref(&e), Millis(0)).await.unwrap();
+    store.append(vec![e.clone()], Millis(0)).await.unwrap();
     assert_eq!(store.events_after(&ws, 0, 10).await.unwrap()[0].event, e);
     let client = schema.client().await;
     let row = client
@@ -191,10 +191,12 @@ async fn json_that_jsonb_refuses_is_stored_exactly() {
 async fn text_postgresql_cannot_hold_is_a_conflict() {
     let Some((store, _schema)) = fresh().await else { return };
     let ws = workspace(&store).await;
-    let err = store.append(&[event(&ws, "m1", Some("u\0x"), None, T0)], Millis(0)).await.unwrap_err();
+    let err = store.append(vec![event(&ws, "m1", Some("u\0x"), None, T0)], Millis(0)).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
-    let err =
-        store.append(&[event(&ws, "m2", Some("u"), None, -70_000_000_000_000)], Millis(0)).await.unwrap_err();
+    let err = store
+        .append(vec![event(&ws, "m2", Some("u"), None, -70_000_000_000_000)], Millis(0))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     assert!(store.events_after(&ws, 0, 10).await.unwrap().is_empty());
 }
@@ -217,7 +219,7 @@ async fn concurrent_stores_share_one_schema() {
         let ws = ws.clone();
         tasks.push(tokio::spawn(async move {
             let batch = [event(&ws, &format!("m{n}"), Some("u1"), Some(&format!("anon-{n}")), FEB_2026 + n)];
-            store.append(&batch, Millis(0)).await
+            store.append(batch.to_vec(), Millis(0)).await
         }));
     }
     for task in tasks {
@@ -246,7 +248,7 @@ async fn log_readers_never_skip_an_event() {
                 let batch: Vec<_> = (0..3)
                     .map(|i| event(&ws, &format!("w{w}-b{b}-{i}"), Some(&format!("u{w}")), None, T0 + b))
                     .collect();
-                store.append(&batch, Millis(0)).await.unwrap();
+                store.append(batch.to_vec(), Millis(0)).await.unwrap();
             }
             finished.fetch_add(1, Ordering::SeqCst);
         }));
@@ -291,8 +293,8 @@ async fn behaves_like_sqlite_on_random_traffic() {
             let batch: Vec<_> =
                 (0..size).map(|i| random_event(&mut rng, &ws.id, clock, round * 10 + i)).collect();
             let since = Millis(clock - rng.random_range(0..80));
-            let want = sqlite.append(&batch, since).await.unwrap();
-            let got = pg.append(&batch, since).await.unwrap();
+            let want = sqlite.append(batch.clone(), since).await.unwrap();
+            let got = pg.append(batch.clone(), since).await.unwrap();
             let stored = |o: &[AppendOutcome]| -> Vec<bool> {
                 o.iter().map(|o| matches!(o, AppendOutcome::Stored { .. })).collect()
             };

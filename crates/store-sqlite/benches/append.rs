@@ -41,13 +41,13 @@ async fn main() {
         let total = 200_000u64;
         // Warm up: every user exists before timing starts, as in steady state.
         let warm: Vec<_> = (0..USERS).map(|n| event(&ws.id, total + n, USERS)).collect();
-        store.append(&warm, Millis(0)).await.unwrap();
+        store.append(warm, Millis(0)).await.unwrap();
         let started = Instant::now();
         let mut n = 0;
         let mut commits = 0;
         while n < total {
             let batch: Vec<_> = (n..n + group as u64).map(|i| event(&ws.id, i, USERS)).collect();
-            store.append(&batch, Millis(0)).await.unwrap();
+            store.append(batch, Millis(0)).await.unwrap();
             n += group as u64;
             commits += 1;
         }

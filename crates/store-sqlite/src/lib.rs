@@ -592,11 +592,10 @@ impl Store for SqliteStore {
         text.map(|t| serde_json::from_str(&t).map_err(corrupt)).transpose()
     }
 
-    async fn append(&self, events: &[NewEvent], dedup_since: Millis) -> Result<Vec<AppendOutcome>> {
+    async fn append(&self, events: Vec<NewEvent>, dedup_since: Millis) -> Result<Vec<AppendOutcome>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let events = events.to_vec();
         self.write_with_cache(move |w| append_blocking(w, &events, dedup_since)).await
     }
 

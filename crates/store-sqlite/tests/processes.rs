@@ -32,12 +32,12 @@ async fn a_merge_by_another_process_reaches_the_writers_cache() {
     server.create_workspace(&ws, &[NewKey::of(&ApiKey::generate(KeyKind::Write), Millis(0))]).await.unwrap();
 
     // The server learns (and caches) old-id's person.
-    server.append(&[event(&ws.id, "1", "old-id", None)], Millis(0)).await.unwrap();
-    server.append(&[event(&ws.id, "2", "old-id", None)], Millis(0)).await.unwrap();
+    server.append(vec![event(&ws.id, "1", "old-id", None)], Millis(0)).await.unwrap();
+    server.append(vec![event(&ws.id, "2", "old-id", None)], Millis(0)).await.unwrap();
     // Another process merges old-id into new-id.
-    cli.append(&[event(&ws.id, "3", "new-id", Some("old-id"))], Millis(0)).await.unwrap();
+    cli.append(vec![event(&ws.id, "3", "new-id", Some("old-id"))], Millis(0)).await.unwrap();
     // The server's next event for old-id must land on the merged person.
-    server.append(&[event(&ws.id, "4", "old-id", None)], Millis(0)).await.unwrap();
+    server.append(vec![event(&ws.id, "4", "old-id", None)], Millis(0)).await.unwrap();
 
     let person = server.find_person(&ws.id, IdKind::User, "new-id").await.unwrap().unwrap();
     let events = server.person_events(&ws.id, person.id, None, 10).await.unwrap();

@@ -176,25 +176,25 @@ pub async fn append_and_dedup(store: &impl Store) {
         event(&a, "m2", Some("u1"), None, T0 + 1),
         event(&a, "m1", Some("u1"), None, T0 + 2),
     ];
-    let out = store.append(&batch, Millis(0)).await.unwrap();
+    let out = store.append(batch.clone(), Millis(0)).await.unwrap();
     assert_eq!(out.len(), 3);
     assert!(matches!(out[0], AppendOutcome::Stored { .. }));
     assert!(matches!(out[1], AppendOutcome::Stored { .. }));
     assert_eq!(out[2], AppendOutcome::Duplicate, "same id twice in one batch");
-    let again = store.append(&batch[..2], Millis(0)).await.unwrap();
+    let again = store.append(batch[..2].to_vec(), Millis(0)).await.unwrap();
     assert_eq!(again, vec![AppendOutcome::Duplicate; 2], "same ids in a later batch");
     assert_eq!(store.events_after(&a, 0, 100).await.unwrap().len(), 2);
-    assert!(store.append(&[], Millis(0)).await.unwrap().is_empty());
+    assert!(store.append(vec![], Millis(0)).await.unwrap().is_empty());
 }
 
 pub async fn dedup_window(store: &impl Store) {
     let (a, _, _) = workspace(store, "Acme").await;
-    store.append(&[event(&a, "m1", Some("u1"), None, T0)], Millis(0)).await.unwrap();
+    store.append(vec![event(&a, "m1", Some("u1"), None, T0)], Millis(0)).await.unwrap();
     // First seen at T0 + 5 (received_at); a window starting after that no longer covers it.
-    let out = store.append(&[event(&a, "m1", Some("u1"), None, T0 + 100)], Millis(T0 + 50)).await.unwrap();
+    let out = store.append(vec![event(&a, "m1", Some("u1"), None, T0 + 100)], Millis(T0 + 50)).await.unwrap();
     assert!(matches!(out[0], AppendOutcome::Stored { .. }));
     // ... and the re-stored copy opens a new window.
-    let out = store.append(&[event(&a, "m1", Some("u1"), None, T0 + 200)], Millis(T0 + 50)).await.unwrap();
+    let out = store.append(vec![event(&a, "m1", Some("u1"), None, T0 + 200)], Millis(T0 + 50)).await.unwrap();
     assert_eq!(out[0], AppendOutcome::Duplicate);
 }
 
@@ -203,14 +203,14 @@ pub async fn anonymous_history_joins_the_user(store: &impl Store) {
     // Before signing in, as two separate batches and commits.
     store
         .append(
-            &[event(&a, "v1", None, Some("anon-1"), T0), event(&a, "v2", None, Some("anon-1"), T0 + 1)],
+            vec![event(&a, "v1", None, Some("anon-1"), T0), event(&a, "v2", None, Some("anon-1"), T0 + 1)],
             Millis(0),
         )
         .await
         .unwrap();
-    store.append(&[event(&a, "k1", Some("u1"), None, T0 + 2)], Millis(0)).await.unwrap();
+    store.append(vec![event(&a, "k1", Some("u1"), None, T0 + 2)], Millis(0)).await.unwrap();
     store
-        .append(&[identify(&a, "i1", "u1", Some("anon-1"), json!({"plan": "free"}), T0 + 3)], Millis(0))
+        .append(vec![identify(&a, "i1", "u1", Some("anon-1"), json!({"plan": "free"}), T0 + 3)], Millis(0))
         .await
         .unwrap();
     let by_user = store.find_person(&a, IdKind::User, "u1").await.unwrap().unwrap();
@@ -233,13 +233,13 @@ pub async fn anonymous_history_joins_the_user(store: &impl Store) {
 
 pub async fn alias_merges_existing_events(store: &impl Store) {
     let (a, _, _) = workspace(store, "Acme").await;
-    store.append(&[event(&a, "o1", Some("old-id"), None, T0)], Millis(0)).await.unwrap();
+    store.append(vec![event(&a, "o1", Some("old-id"), None, T0)], Millis(0)).await.unwrap();
     let mut alias = event(&a, "al", Some("new-id"), None, T0 + 1);
     alias.event_type = EventType::Alias;
     alias.name = None;
     alias.previous_id = Some("old-id".into());
     // The alias and a follow-up in one batch: resolution sees its own batch.
-    store.append(&[alias, event(&a, "n1", Some("old-id"), None, T0 + 2)], Millis(0)).await.unwrap();
+    store.append(vec![alias, event(&a, "n1", Some("old-id"), None, T0 + 2)], Millis(0)).await.unwrap();
     let person = store.find_person(&a, IdKind::User, "new-id").await.unwrap().unwrap();
     assert_eq!(store.find_person(&a, IdKind::User, "old-id").await.unwrap().unwrap().id, person.id);
     let events = store.person_events(&a, person.id, None, 10).await.unwrap();
@@ -249,9 +249,9 @@ pub async fn alias_merges_existing_events(store: &impl Store) {
 pub async fn tenancy_isolates_everything(store: &impl Store) {
     let (a, _, _) = workspace(store, "Acme").await;
     let (b, _, _) = workspace(store, "Beta").await;
-    store.append(&[event(&a, "m1", Some("u1"), Some("x"), T0)], Millis(0)).await.unwrap();
+    store.append(vec![event(&a, "m1", Some("u1"), Some("x"), T0)], Millis(0)).await.unwrap();
     // The same message id and user id in another workspace are different things.
-    let out = store.append(&[event(&b, "m1", Some("u1"), Some("x"), T0)], Millis(0)).await.unwrap();
+    let out = store.append(vec![event(&b, "m1", Some("u1"), Some("x"), T0)], Millis(0)).await.unwrap();
     assert!(matches!(out[0], AppendOutcome::Stored { .. }));
     let pa = store.find_person(&a, IdKind::User, "u1").await.unwrap().unwrap();
     let pb = store.find_person(&b, IdKind::User, "u1").await.unwrap().unwrap();
@@ -276,7 +276,7 @@ pub async fn person_events_paginate_newest_first(store: &impl Store) {
         .into_iter()
         .map(|(n, t)| event(&a, &format!("m{n}"), Some("u1"), None, T0 + t))
         .collect();
-    store.append(&batch, Millis(0)).await.unwrap();
+    store.append(batch.clone(), Millis(0)).await.unwrap();
     let person = store.find_person(&a, IdKind::User, "u1").await.unwrap().unwrap();
     let mut seen = Vec::new();
     let mut cursor = None;
@@ -299,7 +299,7 @@ pub async fn counts_and_traits(store: &impl Store) {
     page.name = Some("Pricing".into());
     store
         .append(
-            &[
+            vec![
                 identify(&a, "i1", "u1", None, json!({"plan": "free", "email": "a@x.io"}), T0),
                 event(&a, "t1", Some("u1"), None, T0 + 2),
                 event(&a, "t2", Some("u1"), None, T0 + 3),
@@ -347,7 +347,7 @@ pub async fn events_after_in_log_order(store: &impl Store) {
     let (a, _, _) = workspace(store, "Acme").await;
     for n in 0..5 {
         store
-            .append(&[event(&a, &format!("m{n}"), Some("u"), None, T0 - n * 1000)], Millis(0))
+            .append(vec![event(&a, &format!("m{n}"), Some("u"), None, T0 - n * 1000)], Millis(0))
             .await
             .unwrap();
     }
@@ -362,13 +362,13 @@ pub async fn events_after_in_log_order(store: &impl Store) {
 
 pub async fn prune_dedup(store: &impl Store) {
     let (a, _, _) = workspace(store, "Acme").await;
-    store.append(&[event(&a, "old", Some("u"), None, T0)], Millis(0)).await.unwrap();
-    store.append(&[event(&a, "new", Some("u"), None, T0 + 1000)], Millis(0)).await.unwrap();
+    store.append(vec![event(&a, "old", Some("u"), None, T0)], Millis(0)).await.unwrap();
+    store.append(vec![event(&a, "new", Some("u"), None, T0 + 1000)], Millis(0)).await.unwrap();
     assert_eq!(store.prune_dedup(Millis(T0 + 500)).await.unwrap(), 1);
     // The pruned id is accepted again even with the widest window; the kept one is not.
     let out = store
         .append(
-            &[event(&a, "old", Some("u"), None, T0 + 2000), event(&a, "new", Some("u"), None, T0 + 2000)],
+            vec![event(&a, "old", Some("u"), None, T0 + 2000), event(&a, "new", Some("u"), None, T0 + 2000)],
             Millis(0),
         )
         .await
@@ -385,7 +385,7 @@ pub async fn raw_and_enrichment_round_trip(store: &impl Store) {
     e.raw = "{\"type\":\"track\",  \"z\":1,\"a\":\"é ✓ \\n\",\"event\":\"Item Viewed\"}".into();
     e.enrichment = json!({"ua": {"browser": "Firefox"}}).to_string();
     e.name = Some("Item Viewed".into());
-    store.append(std::slice::from_ref(&e), Millis(0)).await.unwrap();
+    store.append(vec![e.clone()], Millis(0)).await.unwrap();
     let back = store.events_after(&a, 0, 10).await.unwrap().remove(0);
     assert_eq!(back.event, e);
 }

@@ -131,11 +131,12 @@ pub trait Store: Send + Sync + 'static {
     async fn set_tracking_plan(&self, workspace: &WorkspaceId, plan: &TrackingPlan) -> Result<()>;
     async fn tracking_plan(&self, workspace: &WorkspaceId) -> Result<Option<TrackingPlan>>;
 
-    /// Appends events to the log in one durable transaction: when this returns `Ok` every
+    /// Appends events to the log in one durable transaction (taking the batch, so a backend that
+    /// writes on another thread needs no copy): when this returns `Ok` every
     /// `Stored` event survives a crash. A message id already seen in its workspace at or after
     /// `dedup_since` is a `Duplicate` and writes nothing. Identities are resolved in the same
     /// transaction. On error nothing of the batch is written.
-    async fn append(&self, events: &[NewEvent], dedup_since: Millis) -> Result<Vec<AppendOutcome>>;
+    async fn append(&self, events: Vec<NewEvent>, dedup_since: Millis) -> Result<Vec<AppendOutcome>>;
 
     /// Events of a workspace in log order, after `after_seq`.
     async fn events_after(
