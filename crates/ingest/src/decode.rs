@@ -186,7 +186,7 @@ pub fn decompress<'a>(
 #[derive(Deserialize)]
 struct WireBatch<'a> {
     #[serde(borrow)]
-    batch: Option<&'a RawValue>,
+    batch: Option<Vec<&'a RawValue>>,
     #[serde(rename = "writeKey", borrow, default)]
     write_key: Option<&'a RawValue>,
     #[serde(rename = "sentAt", borrow, default)]
@@ -239,13 +239,10 @@ struct WireContext<'a> {
     ip: Option<&'a RawValue>,
 }
 
+/// Depth is checked before parsing (`nests_deeper_than`), so serde's own recursion limit is
+/// never what fails here.
 fn json_error(e: serde_json::Error) -> DecodeError {
-    let text = e.to_string();
-    if text.contains("recursion limit exceeded") {
-        DecodeError::NestingTooDeep
-    } else {
-        DecodeError::MalformedJson(text)
-    }
+    DecodeError::MalformedJson(e.to_string())
 }
 
 /// Decodes a (decompressed) body sent to `endpoint`.
@@ -264,12 +261,9 @@ pub fn decode(endpoint: Endpoint, body: &[u8], limits: &Limits) -> Result<Decode
             if !raw.get().starts_with('{') {
                 return Err(DecodeError::InvalidBatch("body must be a JSON object".into()));
             }
-            let draft = decode_message(raw, Some(event_type), &BatchContext::default(), limits)
+            let (draft, write_key) = decode_message(raw, Some(event_type), &BatchContext::default(), limits)
                 .map_err(DecodeError::Message)?;
-            let write_key = serde_json::from_str::<WireMessage<'_>>(raw.get())
-                .ok()
-                .and_then(|m| m.write_key)
-                .and_then(|k| string_value(k, "writeKey", false).ok().flatten());
+            let write_key = write_key.and_then(|k| string_value(k, "writeKey", false).ok().flatten());
             Ok(DecodedRequest { write_key, messages: vec![Ok(draft)] })
         }
     }
@@ -283,16 +277,17 @@ struct BatchContext {
 }
 
 fn decode_batch(text: &str, limits: &Limits) -> Result<DecodedRequest, DecodeError> {
+    // One pass: the batch array is split into raw messages while the envelope is read.
     let wire: WireBatch<'_> = serde_json::from_str(text).map_err(|e| {
-        if e.is_data() && !e.to_string().contains("recursion") {
-            DecodeError::InvalidBatch(format!("body must be an object with a \"batch\" array: {e}"))
+        if e.is_data() {
+            DecodeError::InvalidBatch(format!(
+                "body must be an object with a \"batch\" array of messages: {e}"
+            ))
         } else {
             json_error(e)
         }
     })?;
-    let batch = wire.batch.ok_or_else(|| DecodeError::InvalidBatch("missing \"batch\" array".into()))?;
-    let items: Vec<&RawValue> = serde_json::from_str(batch.get())
-        .map_err(|_| DecodeError::InvalidBatch("\"batch\" must be an array of messages".into()))?;
+    let items = wire.batch.ok_or_else(|| DecodeError::InvalidBatch("missing \"batch\" array".into()))?;
     let write_key = wire.write_key.and_then(|k| string_value(k, "writeKey", false).ok().flatten());
     let sent_at = match wire.sent_at {
         Some(raw) => Some(timestamp_value(raw, "sentAt").map_err(|e| DecodeError::InvalidBatch(e.message))?),
@@ -311,7 +306,10 @@ fn decode_batch(text: &str, limits: &Limits) -> Result<DecodedRequest, DecodeErr
         user_agent: context.user_agent.and_then(|v| string_value(v, "", false).ok().flatten()),
         ip: context.ip.and_then(|v| string_value(v, "", false).ok().flatten()),
     };
-    let messages = items.into_iter().map(|raw| decode_message(raw, None, &batch_context, limits)).collect();
+    let messages = items
+        .into_iter()
+        .map(|raw| decode_message(raw, None, &batch_context, limits).map(|(draft, _)| draft))
+        .collect();
     Ok(DecodedRequest { write_key, messages })
 }
 
@@ -372,12 +370,13 @@ fn contains_escaped_nul(text: &str) -> bool {
     false
 }
 
-fn decode_message(
-    raw: &RawValue,
+/// One message, and the `writeKey` it carries (single-message endpoints read it from there).
+fn decode_message<'a>(
+    raw: &'a RawValue,
     endpoint_type: Option<EventType>,
     batch: &BatchContext,
     limits: &Limits,
-) -> Result<Draft, MessageError> {
+) -> Result<(Draft, Option<&'a RawValue>), MessageError> {
     let text = raw.get();
     if text.len() > limits.max_message_bytes {
         return Err(MessageError {
@@ -477,7 +476,7 @@ fn decode_message(
         .or_else(|| batch.user_agent.clone());
     let ip = context.ip.and_then(|v| string_value(v, "", false).ok().flatten()).or_else(|| batch.ip.clone());
 
-    Ok(Draft {
+    let draft = Draft {
         event_type,
         message_id,
         user_id,
@@ -489,7 +488,8 @@ fn decode_message(
         user_agent,
         ip,
         raw: text.to_owned(),
-    })
+    };
+    Ok((draft, wire.write_key))
 }
 
 #[cfg(test)]
