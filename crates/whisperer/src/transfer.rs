@@ -49,6 +49,8 @@ pub struct ImportSummary {
 }
 
 const IMPORT_BATCH: usize = 500;
+/// `{"batch":[` and `]}`.
+const BATCH_ENVELOPE_BYTES: usize = 16;
 const MAX_REPORTED_ERRORS: usize = 20;
 
 /// Loads a JSON-lines file of Segment messages (or of `export events` output) into a workspace.
@@ -64,6 +66,9 @@ pub async fn import_file(
     let mut progress = Progress::new(total_bytes, show_progress && std::io::stderr().is_terminal());
     let mut summary = ImportSummary::default();
     let mut batch: Vec<(u64, String)> = Vec::with_capacity(IMPORT_BATCH);
+    let mut batch_bytes = 0usize;
+    // A batch body stays under the request limit, as a client's would.
+    let max_body = ingestor.limits().max_request_bytes.saturating_sub(BATCH_ENVELOPE_BYTES);
     let mut bytes_read = 0u64;
     for (n, line) in reader.lines().enumerate() {
         let line_no = n as u64 + 1;
@@ -73,14 +78,20 @@ pub async fn import_file(
             continue;
         }
         summary.lines += 1;
-        match message_of_line(&line) {
-            Ok(message) => batch.push((line_no, message)),
-            Err(e) => summary.reject(line_no, &e),
-        }
-        if batch.len() >= IMPORT_BATCH {
+        let message = match message_of_line(&line) {
+            Ok(message) => message,
+            Err(e) => {
+                summary.reject(line_no, &e);
+                continue;
+            }
+        };
+        if !batch.is_empty() && (batch.len() >= IMPORT_BATCH || batch_bytes + message.len() + 1 > max_body) {
             import_batch(ingestor, workspace, &mut batch, &mut summary).await?;
+            batch_bytes = 0;
             progress.show(bytes_read, summary.lines);
         }
+        batch_bytes += message.len() + 1;
+        batch.push((line_no, message));
     }
     import_batch(ingestor, workspace, &mut batch, &mut summary).await?;
     progress.finish(bytes_read, summary.lines);
@@ -142,8 +153,9 @@ async fn import_batch(
         body.push_str(message);
     }
     body.push_str("]}");
-    // Each line was checked as JSON on its own, so only a limit can refuse the whole body;
-    // then fall back to one message per request so the error lands on its line.
+    // Each line was checked as JSON on its own and batches respect the size limit, so only a
+    // line too large or too deep by itself refuses the whole body; then fall back to one
+    // message per request so the error lands on its line.
     let decoded = match ingestor.decode(Endpoint::Batch, body.as_bytes(), None) {
         Ok(decoded) => decoded,
         Err(_) if batch.len() > 1 => {
