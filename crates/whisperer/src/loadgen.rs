@@ -100,8 +100,9 @@ impl Generator {
         format!("user-{n:06}")
     }
 
-    /// Appends one JSON message to `out`.
-    pub fn message(&mut self, out: &mut String) {
+    /// Appends the next message to `out` and returns how many it wrote: 1, or 2 (comma
+    /// separated) for a first contact, which is an anonymous page view and then the sign-in.
+    pub fn message(&mut self, out: &mut String) -> u64 {
         let slot = self.rng.random_range(0..self.identified.len());
         let user = (slot * self.workers + self.worker) % self.users;
         self.counter += 1;
@@ -128,7 +129,7 @@ impl Generator {
                 r#"{{"type":"identify","messageId":"{message_id}","userId":"{user_id}","anonymousId":"{anon}","traits":{{"email":"{user_id}@example.com","plan":"{plan}","company":"Company {}"}},"timestamp":"{now}",{context}}}"#,
                 user % 97
             );
-            return;
+            return 2;
         }
         let roll = self.rng.random_range(0..100);
         if roll < 15 {
@@ -161,19 +162,20 @@ impl Generator {
                 r#"{{"type":"track","messageId":"{message_id}","userId":"{user_id}","anonymousId":"{anon}","event":"{event}","properties":{properties},"timestamp":"{now}",{context}}}"#
             );
         }
+        1
     }
 
     /// A `/v1/batch` body of about `n` messages (a first contact adds one extra message).
     pub fn batch(&mut self, n: usize) -> (String, u64) {
         let mut body = String::with_capacity(n * 450 + 64);
         body.push_str(r#"{"batch":["#);
+        let mut count = 0;
         for i in 0..n {
             if i > 0 {
                 body.push(',');
             }
-            self.message(&mut body);
+            count += self.message(&mut body);
         }
-        let count = body.matches(r#""messageId""#).count() as u64;
         let _ = write!(
             body,
             r#"],"sentAt":"{}"}}"#,
@@ -242,8 +244,7 @@ async fn worker_loop(
         }
         let (body, count, target) = if config.single {
             let mut body = String::with_capacity(512);
-            generator.message(&mut body);
-            let count = body.matches(r#""messageId""#).count() as u64;
+            let count = generator.message(&mut body);
             if count > 1 {
                 // A first contact made two messages; send them as a batch to keep the story.
                 (format!(r#"{{"batch":[{body}]}}"#), count, format!("{}/v1/batch", config.base_url))
