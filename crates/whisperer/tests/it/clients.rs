@@ -47,18 +47,9 @@ async fn official_libraries_work_unchanged() {
     let libraries: Vec<&str> = reported.iter().map(|r| r["library"].as_str().unwrap()).collect();
     assert_eq!(libraries, ["segment-py", "rudder-py", "segment-node", "rudder-node"]);
 
-    let client = reqwest::Client::new();
     for r in &reported {
         let user = r["userId"].as_str().unwrap();
-        let profile: Value = client
-            .get(format!("{}/v1/users/{user}", server.url))
-            .bearer_auth(&ws.secret_key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let profile = server.get_json(&format!("/v1/users/{user}"), &ws.secret_key).await;
         let lib = r["library"].as_str().unwrap();
         assert_eq!(profile["eventCount"], 7, "{lib}: {profile}");
         assert_eq!(profile["eventCounts"]["Order Completed"], 1, "{lib}");

@@ -70,6 +70,25 @@ impl ServerProcess {
         Self { child, url }
     }
 
+    /// `GET path` with a secret key; the JSON body.
+    pub async fn get_json(&self, path: &str, secret_key: &str) -> Value {
+        let res =
+            reqwest::Client::new().get(format!("{}{path}", self.url)).bearer_auth(secret_key).send().await;
+        res.unwrap().json().await.unwrap()
+    }
+
+    /// `POST path` of a JSON body with a write key; the status and JSON body.
+    pub async fn post_json(&self, path: &str, write_key: &str, body: &Value) -> (u16, Value) {
+        let res = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .basic_auth(write_key, Some(""))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), res.json().await.unwrap_or(Value::Null))
+    }
+
     pub fn kill_hard(&mut self) {
         // SIGKILL: no chance to flush or clean up.
         self.child.kill().unwrap();

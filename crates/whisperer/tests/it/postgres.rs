@@ -1,7 +1,7 @@
 //! The same binary on PostgreSQL: CLI and server share the database, as they share a data dir.
 
 use crate::helpers::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_ingest_read_and_export_on_postgres() {
@@ -9,7 +9,6 @@ async fn serve_ingest_read_and_export_on_postgres() {
     let store = ["--database-url", url.as_str()];
     let ws = create_workspace_in(&store, "pg");
     let server = ServerProcess::start_on(&store);
-    let client = reqwest::Client::new();
     let batch = json!({"batch": [
         {"type": "page", "anonymousId": "visitor", "name": "Home", "messageId": "pg-1"},
         {"type": "identify", "userId": "pg-user", "anonymousId": "visitor", "traits": {"plan": "pro"}, "messageId": "pg-2"},
@@ -17,31 +16,14 @@ async fn serve_ingest_read_and_export_on_postgres() {
          "timestamp": "2019-06-01T00:00:00Z", "messageId": "pg-3"},
         {"type": "track", "userId": "pg-user", "event": "Order Completed", "messageId": "pg-3"},
     ]});
-    let answer: Value = client
-        .post(format!("{}/v1/batch", server.url))
-        .basic_auth(&ws.write_key, Some(""))
-        .json(&batch)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, answer) = server.post_json("/v1/batch", &ws.write_key, &batch).await;
+    assert_eq!(status, 200, "{answer}");
     assert_eq!((answer["accepted"].as_u64(), answer["duplicates"].as_u64()), (Some(3), Some(1)), "{answer}");
-    let user: Value = client
-        .get(format!("{}/v1/users/pg-user", server.url))
-        .bearer_auth(&ws.secret_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let user = server.get_json("/v1/users/pg-user", &ws.secret_key).await;
     assert_eq!(user["eventCount"], 3, "{user}");
     assert_eq!(user["traits"]["plan"], "pro");
     assert_eq!(user["firstSeen"], "2019-06-01T00:00:00.000Z");
-    let ready: Value =
-        client.get(format!("{}/readyz", server.url)).send().await.unwrap().json().await.unwrap();
+    let ready = server.get_json("/readyz", &ws.secret_key).await;
     assert_eq!(ready["storage"], "postgres");
     let exported = export_from(&store, &ws.id);
     let ids: Vec<&str> = exported.iter().map(|e| e["messageId"].as_str().unwrap()).collect();
