@@ -50,14 +50,13 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
     /// (their events are committed before they are answered) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_tx, mut stopping) = tokio::sync::watch::channel(false);
         let grace = self.grace;
         let service = self.app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
-        let mut stopping = stop_rx.clone();
         tokio::select! {
             result = serve => result.context("server failed")?,
             _ = async {
