@@ -1,0 +1,3 @@
+//! Generation benchmark (written later).
+
+fn main() {}
