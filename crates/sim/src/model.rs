@@ -40,7 +40,7 @@ pub(crate) const CHURN_MAX: f64 = 0.15;
 /// Resurrection per day right after churning, for a user of fit 1.
 const RESURRECTION_RATE: f64 = 0.006;
 /// How quickly the pull to come back fades after churning.
-const RESURRECTION_TAU_DAYS: f64 = 45.0;
+pub(crate) const RESURRECTION_TAU_DAYS: f64 = 45.0;
 /// Extra resurrection per day per unit of intervention boost.
 const RESURRECTION_PER_BOOST: f64 = 0.15;
 
@@ -171,14 +171,60 @@ impl User {
     }
 }
 
-/// Sessions per day before the rhythm, for an active user in state `h`.
-pub(crate) fn session_rate(user: &User, h: &Hidden) -> f64 {
-    SESSION_RATE
-        * f64::from(user.traits.fit)
-        * habit_drive(h.habit)
-        * (0.3 + 1.4 * f64::from(h.satisfaction))
-        * (0.75 + 0.5 * user.discovery())
-        * (1.0 + f64::from(h.boost))
+/// The per-user factors of the rates that only change at events (fit, discovery), computed once
+/// per stretch between events: the rates are evaluated many times in between.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Factors {
+    session: f64,
+    churn: f64,
+    resurrection: f64,
+}
+
+impl Factors {
+    pub(crate) fn of(user: &User) -> Factors {
+        let fit = f64::from(user.traits.fit);
+        let discovery = user.discovery();
+        Factors {
+            session: SESSION_RATE * fit * (0.75 + 0.5 * discovery),
+            churn: 2.5 - 1.5 * discovery - 0.8 * fit.ln(),
+            resurrection: RESURRECTION_RATE * fit.sqrt(),
+        }
+    }
+
+    /// Sessions per day before the rhythm, for an active user in state `h`.
+    pub(crate) fn session_rate(&self, h: &Hidden) -> f64 {
+        self.session
+            * habit_drive(h.habit)
+            * (0.3 + 1.4 * f64::from(h.satisfaction))
+            * (1.0 + f64::from(h.boost))
+    }
+
+    /// An upper bound of `session_rate` over any later time with no events: habit and boost
+    /// only decay, and satisfaction moves monotonically toward its baseline.
+    pub(crate) fn session_rate_bound(&self, user: &User, h: &Hidden) -> f64 {
+        let mut top = *h;
+        top.satisfaction = h.satisfaction.max(user.traits.satisfaction_base);
+        self.session_rate(&top)
+    }
+
+    /// Churn hazard per day for an active user in state `h`: rises as habit, satisfaction,
+    /// discovery and fit fall.
+    pub(crate) fn churn_rate(&self, h: &Hidden) -> f64 {
+        let x = self.churn - 7.0 * f64::from(h.habit) - 4.0 * f64::from(h.satisfaction);
+        CHURN_MAX / (1.0 + (-x).exp())
+    }
+
+    /// Resurrection rate per day (before the rhythm) at `t` for a user churned since
+    /// `churned_at`: strongest right after leaving, raised by an intervention's boost.
+    pub(crate) fn resurrection_rate(&self, h: &Hidden, churned_at: i64, t: i64) -> f64 {
+        let since_days = (t.saturating_sub(churned_at) as f64 / DAY_MS as f64).max(0.0);
+        self.resurrection_rate_with((-since_days / RESURRECTION_TAU_DAYS).exp(), f64::from(h.boost))
+    }
+
+    /// `resurrection_rate` given the faded pull `e^(−days since churn / τ)` and the boost.
+    pub(crate) fn resurrection_rate_with(&self, pull: f64, boost: f64) -> f64 {
+        self.resurrection * (0.25 + 0.75 * pull) + RESURRECTION_PER_BOOST * boost
+    }
 }
 
 /// S-shaped in habit: a weak habit feeds itself too little to last (it fades faster than the
@@ -188,40 +234,21 @@ fn habit_drive(habit: f32) -> f64 {
     0.02 + h2 / (h2 + 0.15)
 }
 
-/// An upper bound of `session_rate` over any later time with no events: habit, boost and offer
-/// only decay, and satisfaction moves monotonically toward its baseline.
-pub(crate) fn session_rate_bound(user: &User, h: &Hidden) -> f64 {
-    let mut top = *h;
-    top.satisfaction = h.satisfaction.max(user.traits.satisfaction_base);
-    session_rate(user, &top)
-}
-
-/// Churn hazard per day for an active user in state `h`.
-pub(crate) fn churn_rate(user: &User, h: &Hidden) -> f64 {
-    let x = 2.5
-        - 7.0 * f64::from(h.habit)
-        - 4.0 * f64::from(h.satisfaction)
-        - 1.5 * user.discovery()
-        - 0.8 * f64::from(user.traits.fit).ln();
-    CHURN_MAX / (1.0 + (-x).exp())
-}
-
-/// Resurrection rate per day (before the rhythm) for a user churned since `churned_at`.
-pub(crate) fn resurrection_rate(user: &User, h: &Hidden, churned_at: i64, t: i64) -> f64 {
-    let since_days = ((t - churned_at) as f64 / DAY_MS as f64).max(0.0);
-    RESURRECTION_RATE
-        * f64::from(user.traits.fit).sqrt()
-        * (0.25 + 0.75 * (-since_days / RESURRECTION_TAU_DAYS).exp())
-        + RESURRECTION_PER_BOOST * f64::from(h.boost)
-}
-
-/// The combined rate of the user's competing transitions at `t`, per day, split into the one
-/// that produces activity and the one that does not. `state_at_t` is the hidden state at `t`.
-pub(crate) fn rates_at(clock: &Clock, user: &User, phase: Phase, state_at_t: &Hidden, t: i64) -> (f64, f64) {
+/// The rates of the user's competing transitions at `t`, per day: the one that produces
+/// activity (a session, or a comeback) and the one that does not (churn). `state_at_t` is the
+/// hidden state at `t`.
+pub(crate) fn rates_at(
+    clock: &Clock,
+    user: &User,
+    factors: &Factors,
+    phase: Phase,
+    state_at_t: &Hidden,
+    t: i64,
+) -> (f64, f64) {
     let rhythm = clock.rhythm_at(user.traits.zone, user.traits.peak_shift, t);
     match phase {
-        Phase::Active => (session_rate(user, state_at_t) * rhythm, churn_rate(user, state_at_t)),
-        Phase::Churned => (resurrection_rate(user, state_at_t, user.churned_at, t) * rhythm, 0.0),
+        Phase::Active => (factors.session_rate(state_at_t) * rhythm, factors.churn_rate(state_at_t)),
+        Phase::Churned => (factors.resurrection_rate(state_at_t, user.churned_at, t) * rhythm, 0.0),
         Phase::Visitor => (0.0, 0.0),
     }
 }

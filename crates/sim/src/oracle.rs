@@ -11,63 +11,79 @@
 
 use crate::clock::{Clock, DAY_MS, HOUR_MS};
 use crate::model::{
-    BOOST_TAU_DAYS, HABIT_TAU_DAYS, Hidden, Phase, SATISFACTION_TAU_DAYS, User, churn_rate,
-    resurrection_rate, session_rate,
+    BOOST_TAU_DAYS, Factors, HABIT_TAU_DAYS, Hidden, Phase, RESURRECTION_TAU_DAYS, SATISFACTION_TAU_DAYS,
+    User,
 };
 
 /// Stop integrating once the no-event probability is this small.
 const NEGLIGIBLE: f64 = 1e-12;
 
+/// `e^(−x)` for the small `x` of one hour of a slow rate (a cubic is exact to 1e-7 there).
+fn decay(x: f64) -> f64 {
+    if x < 0.05 { 1.0 - x * (1.0 - x * (0.5 - x / 6.0)) } else { (-x).exp() }
+}
+
 /// Probability that a user whose hidden state at `from` is `user.hidden` (and whose phase is
 /// `phase`) has no events in `[from, to)`.
 pub(crate) fn p_no_events(clock: &Clock, user: &User, phase: Phase, from: i64, to: i64) -> f64 {
-    let (mut active, mut churned_before, mut churned_new) = match phase {
+    let (mut active, churned_before, mut churned_new) = match phase {
         Phase::Active => (1.0, 0.0, 0.0),
         Phase::Churned => (0.0, 1.0, 0.0),
         // Not signed up: no behaviour to speak of (callers leave these users out).
         Phase::Visitor => return 1.0,
     };
-    let mut h: Hidden = user.hidden;
+    let factors = Factors::of(user);
     let base = f64::from(user.traits.satisfaction_base);
-    // Decay factors of a whole hour, the usual step.
+    let mut h: Hidden = user.hidden;
+    let (mut habit, mut satisfaction, mut boost) =
+        (f64::from(h.habit), f64::from(h.satisfaction), f64::from(h.boost));
+    // The pull back to the product fades with the time since churning: for those churned before
+    // `from`, and for those who churn in the window (close to `from`, where it is strongest).
+    let since_days = |t: i64| (from.saturating_sub(t) as f64 / DAY_MS as f64).max(0.0);
+    let mut pull_before = (-since_days(user.churned_at) / RESURRECTION_TAU_DAYS).exp();
+    let mut pull_new = 1.0;
+    // ∫ρ dt of those churned before `from` (their survival is e^(−∫ρ), taken at the end).
+    let mut resisted_before = 0.0;
     let hour_days = HOUR_MS as f64 / DAY_MS as f64;
     let full = |tau: f64| (-hour_days / tau).exp();
-    let (habit_hour, sat_hour, boost_hour) =
-        (full(HABIT_TAU_DAYS), full(SATISFACTION_TAU_DAYS), full(BOOST_TAU_DAYS));
+    let hourly = [HABIT_TAU_DAYS, SATISFACTION_TAU_DAYS, BOOST_TAU_DAYS, RESURRECTION_TAU_DAYS].map(full);
     let mut t = from;
     while t < to && active + churned_before + churned_new > NEGLIGIBLE {
         let local = clock.local(user.traits.zone, t);
         let end = (t + local.ms_to_next_hour).min(to);
         let dt = (end - t) as f64 / DAY_MS as f64;
         let rhythm = clock.rhythm.at(local, user.traits.peak_shift);
-        if active > 0.0 {
-            let lambda = session_rate(user, &h) * rhythm;
-            let mu = churn_rate(user, &h);
+        if active > NEGLIGIBLE {
+            (h.habit, h.satisfaction, h.boost) = (habit as f32, satisfaction as f32, boost as f32);
+            let lambda = factors.session_rate(&h) * rhythm;
+            let mu = factors.churn_rate(&h);
             let total = lambda + mu;
             let stay = (-total * dt).exp();
             churned_new += active * (mu / total) * (1.0 - stay);
             active *= stay;
+        } else {
+            active = 0.0;
         }
         if churned_before > 0.0 {
-            let rho = resurrection_rate(user, &h, user.churned_at, t) * rhythm;
-            churned_before *= (-rho * dt).exp();
+            resisted_before += factors.resurrection_rate_with(pull_before, boost) * rhythm * dt;
         }
         if churned_new > 0.0 {
-            // Churned during the window: close to `from`, where the pull back is strongest.
-            let rho = resurrection_rate(user, &h, from, t) * rhythm;
-            churned_new *= (-rho * dt).exp();
+            churned_new *= decay(factors.resurrection_rate_with(pull_new, boost) * rhythm * dt);
         }
-        let (hf, sf, bf) = if end - t == HOUR_MS {
-            (habit_hour, sat_hour, boost_hour)
+        let [hf, sf, bf, pf] = if end - t == HOUR_MS {
+            hourly
         } else {
-            ((-dt / HABIT_TAU_DAYS).exp(), (-dt / SATISFACTION_TAU_DAYS).exp(), (-dt / BOOST_TAU_DAYS).exp())
+            [HABIT_TAU_DAYS, SATISFACTION_TAU_DAYS, BOOST_TAU_DAYS, RESURRECTION_TAU_DAYS]
+                .map(|tau| (-dt / tau).exp())
         };
-        h.habit = (f64::from(h.habit) * hf) as f32;
-        h.satisfaction = (base + (f64::from(h.satisfaction) - base) * sf) as f32;
-        h.boost = (f64::from(h.boost) * bf) as f32;
+        habit *= hf;
+        satisfaction = base + (satisfaction - base) * sf;
+        boost *= bf;
+        pull_before *= pf;
+        pull_new *= pf;
         t = end;
     }
-    (active + churned_before + churned_new).clamp(0.0, 1.0)
+    (active + churned_before * (-resisted_before).exp() + churned_new).clamp(0.0, 1.0)
 }
 
 /// Area under the ROC curve of `scores` for the binary `labels` (true = positive), with ties

@@ -17,10 +17,7 @@ use whisperer_core::Millis;
 use crate::clock::{Clock, DAY_MS};
 use crate::intervention::{Assessment, DeliveryStatus, Intervention, Outcome, Uplift, assess};
 use crate::message::{Body, EVENT_NAMES, Message, MessageKind, index_of_user_id, user_id_of};
-use crate::model::{
-    CHURN_MAX, Hidden, Next, Phase, SessionEvent, User, in_session_gap, rates_at, resurrection_rate,
-    session_rate_bound,
-};
+use crate::model::{CHURN_MAX, Factors, Hidden, Next, Phase, SessionEvent, User, in_session_gap, rates_at};
 use crate::oracle::p_no_events;
 use crate::population::{SITE_PAGES, Traits};
 use crate::rng::{Rng, Stream};
@@ -617,9 +614,10 @@ fn continue_session(clock: &Clock, user: &mut User, t: i64) {
 fn plan_next(clock: &Clock, user: &mut User, t0: i64) {
     user.advance(t0);
     let h0 = user.hidden;
+    let factors = Factors::of(user);
     let bound = match user.phase {
-        Phase::Active => session_rate_bound(user, &h0) * clock.rhythm.max + CHURN_MAX,
-        Phase::Churned => resurrection_rate(user, &h0, user.churned_at, t0) * clock.rhythm.max,
+        Phase::Active => factors.session_rate_bound(user, &h0) * clock.rhythm.max + CHURN_MAX,
+        Phase::Churned => factors.resurrection_rate(&h0, user.churned_at, t0) * clock.rhythm.max,
         Phase::Visitor => return,
     };
     let (activity, quiet) = match user.phase {
@@ -637,7 +635,7 @@ fn plan_next(clock: &Clock, user: &mut User, t0: i64) {
         }
         let at = (t as i64).max(t0 + 1);
         let h: Hidden = user.hidden_at(at);
-        let (act, quiet_rate) = rates_at(clock, user, user.phase, &h, at);
+        let (act, quiet_rate) = rates_at(clock, user, &factors, user.phase, &h, at);
         let x = rng.f64() * bound;
         if x < act {
             schedule(user, activity, at);
