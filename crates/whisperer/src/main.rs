@@ -6,6 +6,7 @@ mod config;
 mod demo;
 mod loadgen;
 mod server;
+mod simulate;
 mod transfer;
 
 use anyhow::Context;
@@ -72,6 +73,8 @@ enum Command {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Simulate a SaaS population (with hidden ground truth) into a JSON-lines file or a server.
+    Simulate(simulate::SimulateArgs),
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -288,6 +291,10 @@ async fn main() -> anyhow::Result<()> {
             if summary.rejected > 0 {
                 eprintln!("{} of {} lines were rejected (see errors)", summary.rejected, summary.lines);
             }
+        }
+        Command::Simulate(args) => {
+            init_logging(LogFormat::Text, "warn");
+            simulate::run(args).await?;
         }
         Command::Bench { command: BenchCommand::Ingest(args) } => {
             init_logging(LogFormat::Text, "warn");

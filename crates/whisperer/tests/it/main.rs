@@ -5,4 +5,5 @@ mod clients;
 mod durability;
 mod helpers;
 mod postgres;
+mod sim;
 mod tidy;
