@@ -157,12 +157,7 @@ pub fn observe(event: &StoredEvent, dict: &mut Dictionary) -> Observation {
 
     let system = e.name.as_deref().is_some_and(|n| SYSTEM_EVENTS.contains(&n));
     let activity = matches!(e.event_type, EventType::Track | EventType::Page | EventType::Screen) && !system;
-    let name = match e.event_type {
-        EventType::Track | EventType::Page | EventType::Screen => {
-            e.name.as_deref().and_then(|n| dict.events.intern(n))
-        }
-        _ => None,
-    };
+    let name = if activity { e.name.as_deref().and_then(|n| dict.events.intern(n)) } else { None };
     let channel = match (e.event_type, e.name.as_deref()) {
         (EventType::Page, _) => Some(Channel::Web),
         (EventType::Screen, _) => Some(Channel::Mobile),

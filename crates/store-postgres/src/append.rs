@@ -165,13 +165,31 @@ async fn transaction(
         return Ok(outcomes);
     }
 
-    let persons = resolve(&tx, events, &fresh).await?;
+    let (persons, merges) = resolve(&tx, events, &fresh).await?;
     let seqs = reserve(&tx, "events_seq", fresh.len()).await?;
     if seqs.len() != fresh.len() || persons.len() != fresh.len() {
         return Err(StoreError::Unavailable("reserved seqs or persons do not match the batch".into()).into());
     }
+    let mut first_seq: HashMap<&str, i64> = HashMap::new();
     for (&i, &seq) in fresh.iter().zip(&seqs) {
         outcomes[i] = AppendOutcome::Stored { seq };
+        first_seq.entry(events[i].workspace_id.as_str()).or_insert(seq);
+    }
+    if !merges.is_empty() {
+        // A merge comes from a stored event of its workspace, so the batch has a seq there.
+        let seq: Vec<i64> =
+            merges.iter().map(|(w, _, _)| first_seq.get(w).copied().unwrap_or_default()).collect();
+        let ws: Vec<&str> = merges.iter().map(|(w, _, _)| *w).collect();
+        let from: Vec<i64> = merges.iter().map(|(_, f, _)| *f).collect();
+        let into: Vec<i64> = merges.iter().map(|(_, _, i)| *i).collect();
+        let record = tx
+            .prepare_cached(
+                "INSERT INTO person_merges (workspace_id, seq, from_person, into_person)
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[]) ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(db)?;
+        tx.execute(&record, &[&ws, &seq, &from, &into]).await.map_err(db)?;
     }
     let ws = column(&fresh, events, rows, |e, _| e.workspace_id.as_str());
     let message_id = column(&fresh, events, rows, |e, _| e.message_id.as_str());
@@ -298,12 +316,16 @@ async fn dedup(
     Ok(fresh)
 }
 
-/// Resolves the person of every fresh event, writing whatever identity changes that takes.
-async fn resolve(
+/// Persons merged away by a batch: (workspace, from, into).
+type Merges<'a> = Vec<(&'a str, PersonId, PersonId)>;
+
+/// Resolves the person of every fresh event, writing whatever identity changes that takes, and
+/// returns the persons with the merges made.
+async fn resolve<'a>(
     tx: &Transaction<'_>,
-    events: &[NewEvent],
+    events: &'a [NewEvent],
     fresh: &[usize],
-) -> Result<Vec<PersonId>, Failure> {
+) -> Result<(Vec<PersonId>, Merges<'a>), Failure> {
     let mut resolvers: BTreeMap<&str, IdentityResolver> = BTreeMap::new();
     let mut wanted: HashSet<(&str, IdKind, &str)> = HashSet::new();
     let (mut ws, mut kind, mut value) = (Vec::new(), Vec::new(), Vec::new());
@@ -373,7 +395,12 @@ async fn resolve(
             None => 0,
         });
     }
-    Ok(persons)
+    let mut merges: Merges<'a> = folded
+        .iter()
+        .flat_map(|(w, f)| f.merges.iter().map(move |(from, into)| (*w, *from, *into)))
+        .collect();
+    merges.sort_unstable();
+    Ok((persons, merges))
 }
 
 /// Takes `n` values from a sequence, ascending.

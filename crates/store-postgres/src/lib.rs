@@ -27,7 +27,8 @@ use whisperer_core::keys::KeyHash;
 use whisperer_core::tracking_plan::TrackingPlan;
 use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
 use whisperer_store::{
-    EventCount, EventCursor, KeyRecord, NewKey, Person, Result, Store, StoreError, WorkspaceStats,
+    ConsumerCommit, ConsumerState, EventCount, EventCursor, KeyRecord, NewKey, Person, PersonMerge, Result,
+    Store, StoreError, WorkspaceStats,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,6 +212,21 @@ fn key_from_row(row: &tokio_postgres::Row) -> Result<KeyRecord> {
     })
 }
 
+/// A person from rows of (id, user_id, identity kind, identity value), the identity columns null
+/// for a person without ids.
+fn person_from_rows(rows: &[tokio_postgres::Row]) -> Result<Option<Person>> {
+    let Some(first) = rows.first() else { return Ok(None) };
+    let (id, user_id) = (get(first, 0)?, get(first, 1)?);
+    let mut identities = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Some(code) = get::<Option<i16>>(r, 2)? else { continue };
+        let kind = IdKind::from_code(code.into())
+            .ok_or_else(|| StoreError::Corrupt(format!("identity kind {code}")))?;
+        identities.push((kind, get(r, 3)?));
+    }
+    Ok(Some(Person { id, user_id, identities }))
+}
+
 fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -363,6 +379,138 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn person_merges(
+        &self,
+        workspace: &WorkspaceId,
+        after_seq: i64,
+        up_to_seq: i64,
+    ) -> Result<Vec<PersonMerge>> {
+        self.query(
+            "SELECT seq, from_person, into_person FROM person_merges
+             WHERE workspace_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq, from_person",
+            &[&workspace.as_str(), &after_seq, &up_to_seq],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok(PersonMerge { seq: get(r, 0)?, from: get(r, 1)?, into: get(r, 2)? }))
+        .collect()
+    }
+
+    async fn person_log(
+        &self,
+        workspace: &WorkspaceId,
+        person: PersonId,
+        before_seq: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = $1 AND person_id = $2 AND seq < $3 ORDER BY seq"
+        );
+        self.query(&sql, &[&workspace.as_str(), &person, &before_seq])
+            .await?
+            .iter()
+            .map(event_from_row)
+            .collect()
+    }
+
+    async fn consumer_state(&self, consumer: &str, workspace: &WorkspaceId) -> Result<Option<ConsumerState>> {
+        let rows = self
+            .query(
+                "SELECT checkpoint, meta FROM consumers WHERE name = $1 AND workspace_id = $2",
+                &[&consumer, &workspace.as_str()],
+            )
+            .await?;
+        rows.first().map(|r| Ok(ConsumerState { checkpoint: get(r, 0)?, meta: get(r, 1)? })).transpose()
+    }
+
+    async fn consumer_rows(&self, consumer: &str, workspace: &WorkspaceId) -> Result<Vec<(i64, Vec<u8>)>> {
+        self.query(
+            "SELECT key, value FROM consumer_rows WHERE name = $1 AND workspace_id = $2 ORDER BY key",
+            &[&consumer, &workspace.as_str()],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok((get(r, 0)?, get(r, 1)?)))
+        .collect()
+    }
+
+    async fn consumer_row(
+        &self,
+        consumer: &str,
+        workspace: &WorkspaceId,
+        key: i64,
+    ) -> Result<Option<Vec<u8>>> {
+        let rows = self
+            .query(
+                "SELECT value FROM consumer_rows WHERE name = $1 AND workspace_id = $2 AND key = $3",
+                &[&consumer, &workspace.as_str(), &key],
+            )
+            .await?;
+        rows.first().map(|r| get(r, 0)).transpose()
+    }
+
+    async fn commit_consumer(
+        &self,
+        consumer: &str,
+        workspace: &WorkspaceId,
+        commit: ConsumerCommit,
+    ) -> Result<()> {
+        let ws = workspace.as_str();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        // The row lock (or, at first, the insert's unique check) serialises two writers.
+        tx.execute(
+            "INSERT INTO consumers (name, workspace_id, checkpoint, meta) VALUES ($1, $2, 0, '') ON CONFLICT DO NOTHING",
+            &[&consumer, &ws],
+        )
+        .await
+        .map_err(db_err)?;
+        let stored: i64 = tx
+            .query_one(
+                "SELECT checkpoint FROM consumers WHERE name = $1 AND workspace_id = $2 FOR UPDATE",
+                &[&consumer, &ws],
+            )
+            .await
+            .map_err(db_err)?
+            .try_get(0)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if stored != commit.expected {
+            // Roll back now: a dropped transaction is only rolled back when the pooled
+            // connection is next used, and holds the row lock until then.
+            tx.rollback().await.map_err(db_err)?;
+            return Err(StoreError::Conflict(format!(
+                "consumer {consumer} of workspace {workspace} is at {stored}, not at {}",
+                commit.expected
+            )));
+        }
+        tx.execute(
+            "UPDATE consumers SET checkpoint = $3, meta = $4 WHERE name = $1 AND workspace_id = $2",
+            &[&consumer, &ws, &commit.checkpoint, &commit.meta],
+        )
+        .await
+        .map_err(db_err)?;
+        if !commit.upserts.is_empty() {
+            let keys: Vec<i64> = commit.upserts.iter().map(|(k, _)| *k).collect();
+            let values: Vec<&[u8]> = commit.upserts.iter().map(|(_, v)| v.as_slice()).collect();
+            tx.execute(
+                "INSERT INTO consumer_rows (name, workspace_id, key, value)
+                 SELECT $1, $2, k, v FROM unnest($3::int8[], $4::bytea[]) AS u (k, v)
+                 ON CONFLICT (name, workspace_id, key) DO UPDATE SET value = excluded.value",
+                &[&consumer, &ws, &keys, &values],
+            )
+            .await
+            .map_err(db_err)?;
+        }
+        if !commit.deletes.is_empty() {
+            tx.execute(
+                "DELETE FROM consumer_rows WHERE name = $1 AND workspace_id = $2 AND key = ANY($3)",
+                &[&consumer, &ws, &commit.deletes],
+            )
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
     async fn find_person(
         &self,
         workspace: &WorkspaceId,
@@ -380,18 +528,21 @@ impl Store for PgStore {
                 &[&workspace.as_str(), &kind.code(), &value],
             )
             .await?;
-        let Some(first) = rows.first() else { return Ok(None) };
-        let (id, user_id) = (get(first, 0)?, get(first, 1)?);
-        let identities = rows
-            .iter()
-            .map(|r| {
-                let code: i16 = get(r, 2)?;
-                let kind = IdKind::from_code(code.into())
-                    .ok_or_else(|| StoreError::Corrupt(format!("identity kind {code}")))?;
-                Ok((kind, get(r, 3)?))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Some(Person { id, user_id, identities }))
+        person_from_rows(&rows)
+    }
+
+    async fn person(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Option<Person>> {
+        let rows = self
+            .query(
+                r#"SELECT p.id, p.user_id, i.kind, i.value
+                   FROM persons p
+                   LEFT JOIN identities i ON i.workspace_id = p.workspace_id AND i.person_id = p.id
+                   WHERE p.workspace_id = $1 AND p.id = $2
+                   ORDER BY i.kind, i.value COLLATE "C""#,
+                &[&workspace.as_str(), &person],
+            )
+            .await?;
+        person_from_rows(&rows)
     }
 
     async fn event_counts(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Vec<EventCount>> {

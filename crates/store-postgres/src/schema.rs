@@ -10,7 +10,8 @@ use whisperer_store::{Result, StoreError};
 use crate::{LOCK_MIGRATE, db_err};
 
 /// Each entry is one version; never edit an applied one, append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE workspaces (
     id          text PRIMARY KEY,
     name        text NOT NULL,
@@ -81,7 +82,33 @@ CREATE TABLE events (
 ) PARTITION BY RANGE ("timestamp");
 CREATE INDEX events_person ON events (workspace_id, person_id, "timestamp", seq);
 CREATE INDEX events_log ON events (workspace_id, seq);
-"#];
+"#,
+    r#"
+-- Person merges, at the first seq of the batch that made them, for log consumers.
+CREATE TABLE person_merges (
+    workspace_id text NOT NULL,
+    seq          bigint NOT NULL,
+    from_person  bigint NOT NULL,
+    into_person  bigint NOT NULL,
+    PRIMARY KEY (workspace_id, seq, from_person)
+);
+-- Log consumers (profiles, ...): a checkpoint and small state per workspace, and their rows.
+CREATE TABLE consumers (
+    name         text NOT NULL,
+    workspace_id text NOT NULL,
+    checkpoint   bigint NOT NULL,
+    meta         bytea NOT NULL,
+    PRIMARY KEY (name, workspace_id)
+);
+CREATE TABLE consumer_rows (
+    name         text NOT NULL,
+    workspace_id text NOT NULL,
+    key          bigint NOT NULL,
+    value        bytea NOT NULL,
+    PRIMARY KEY (name, workspace_id, key)
+);
+"#,
+];
 
 /// Brings the schema to the latest version, creating `schema` first when given.
 pub async fn migrate(client: &mut Client, schema: Option<&str>) -> Result<()> {

@@ -27,7 +27,8 @@ use whisperer_core::keys::KeyHash;
 use whisperer_core::tracking_plan::TrackingPlan;
 use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
 use whisperer_store::{
-    EventCount, EventCursor, KeyRecord, NewKey, Person, Result, Store, StoreError, WorkspaceStats,
+    ConsumerCommit, ConsumerState, EventCount, EventCursor, KeyRecord, NewKey, Person, PersonMerge, Result,
+    Store, StoreError, WorkspaceStats,
 };
 
 /// File name of the database inside the data directory.
@@ -318,9 +319,11 @@ fn append_blocking(
     }
 
     let mut ids: HashMap<(&str, PersonRef), PersonId> = HashMap::new();
+    let mut merges: Vec<(&str, PersonId, PersonId)> = Vec::new();
     for (&ws, resolver) in &resolvers {
-        apply_identity_ops(&tx, ws, resolver.ops(), &mut ids)?;
+        apply_identity_ops(&tx, ws, resolver.ops(), &mut ids, &mut merges)?;
     }
+    let mut first_seq: HashMap<&str, i64> = HashMap::new();
 
     let mut outcomes = vec![AppendOutcome::Duplicate; events.len()];
     {
@@ -355,7 +358,19 @@ fn append_blocking(
                 e.raw,
                 e.enrichment,
             ])?;
-            outcomes[i] = AppendOutcome::Stored { seq: tx.last_insert_rowid() };
+            let seq = tx.last_insert_rowid();
+            first_seq.entry(ws).or_insert(seq);
+            outcomes[i] = AppendOutcome::Stored { seq };
+        }
+    }
+    if !merges.is_empty() {
+        let mut record = tx.prepare_cached(
+            "INSERT OR IGNORE INTO person_merges (workspace_id, seq, from_person, into_person) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (ws, from, into) in merges {
+            // A merge comes from a stored event of its workspace, so the batch has a seq there.
+            let seq = first_seq.get(ws).copied().unwrap_or_default();
+            record.execute(params![ws, seq, from, into])?;
         }
     }
     if let Err(e) = tx.commit() {
@@ -366,6 +381,21 @@ fn append_blocking(
         cache.committed(ws, resolver.ops(), |person| resolve_ref(&ids, ws, person));
     }
     Ok(outcomes)
+}
+
+fn identities_of(c: &Connection, ws: &WorkspaceId, person: PersonId) -> Result<Vec<(IdKind, String)>> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT kind, value FROM identities WHERE workspace_id = ?1 AND person_id = ?2 ORDER BY kind, value",
+        )
+        .map_err(map_err)?;
+    stmt.query_map(params![ws.as_str(), person], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+        .map_err(map_err)?
+        .map(|row| {
+            let (kind, value) = row.map_err(map_err)?;
+            Ok((IdKind::from_code(kind).ok_or_else(|| corrupt(format!("identity kind {kind}")))?, value))
+        })
+        .collect()
 }
 
 fn resolve_ref(ids: &HashMap<(&str, PersonRef), PersonId>, ws: &str, person: PersonRef) -> PersonId {
@@ -380,6 +410,7 @@ fn apply_identity_ops<'a>(
     ws: &'a str,
     ops: &[IdentityOp],
     ids: &mut HashMap<(&'a str, PersonRef), PersonId>,
+    merges: &mut Vec<(&'a str, PersonId, PersonId)>,
 ) -> rusqlite::Result<()> {
     for op in ops {
         match op {
@@ -404,6 +435,7 @@ fn apply_identity_ops<'a>(
             }
             IdentityOp::Merge { from, into } => {
                 let (from, into) = (resolve_ref(ids, ws, *from), resolve_ref(ids, ws, *into));
+                merges.push((ws, from, into));
                 tx.prepare_cached(
                     "UPDATE identities SET person_id = ?1 WHERE workspace_id = ?2 AND person_id = ?3",
                 )?
@@ -618,6 +650,149 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn person_merges(
+        &self,
+        workspace: &WorkspaceId,
+        after_seq: i64,
+        up_to_seq: i64,
+    ) -> Result<Vec<PersonMerge>> {
+        let ws = workspace.clone();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT seq, from_person, into_person FROM person_merges
+                     WHERE workspace_id = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq, from_person",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![ws.as_str(), after_seq, up_to_seq], |r| {
+                    Ok(PersonMerge { seq: r.get(0)?, from: r.get(1)?, into: r.get(2)? })
+                })
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn person_log(
+        &self,
+        workspace: &WorkspaceId,
+        person: PersonId,
+        before_seq: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        let ws = workspace.clone();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {EVENT_COLUMNS} FROM events
+                     WHERE workspace_id = ?1 AND person_id = ?2 AND seq < ?3 ORDER BY seq"
+                ))
+                .map_err(map_err)?;
+            let rows =
+                stmt.query_map(params![ws.as_str(), person, before_seq], event_from_row).map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn consumer_state(&self, consumer: &str, workspace: &WorkspaceId) -> Result<Option<ConsumerState>> {
+        let (name, ws) = (consumer.to_owned(), workspace.clone());
+        self.read(move |c| {
+            c.prepare_cached("SELECT checkpoint, meta FROM consumers WHERE name = ?1 AND workspace_id = ?2")
+                .map_err(map_err)?
+                .query_row(params![name, ws.as_str()], |r| {
+                    Ok(ConsumerState { checkpoint: r.get(0)?, meta: r.get(1)? })
+                })
+                .optional()
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn consumer_rows(&self, consumer: &str, workspace: &WorkspaceId) -> Result<Vec<(i64, Vec<u8>)>> {
+        let (name, ws) = (consumer.to_owned(), workspace.clone());
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT key, value FROM consumer_rows WHERE name = ?1 AND workspace_id = ?2 ORDER BY key",
+                )
+                .map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![name, ws.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn consumer_row(
+        &self,
+        consumer: &str,
+        workspace: &WorkspaceId,
+        key: i64,
+    ) -> Result<Option<Vec<u8>>> {
+        let (name, ws) = (consumer.to_owned(), workspace.clone());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT value FROM consumer_rows WHERE name = ?1 AND workspace_id = ?2 AND key = ?3",
+            )
+            .map_err(map_err)?
+            .query_row(params![name, ws.as_str(), key], |r| r.get(0))
+            .optional()
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn commit_consumer(
+        &self,
+        consumer: &str,
+        workspace: &WorkspaceId,
+        commit: ConsumerCommit,
+    ) -> Result<()> {
+        let (name, ws, expected) = (consumer.to_owned(), workspace.clone(), commit.expected);
+        let outcome = self
+            .write(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let stored: i64 = tx
+                    .prepare_cached("SELECT checkpoint FROM consumers WHERE name = ?1 AND workspace_id = ?2")?
+                    .query_row(params![name, ws.as_str()], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or(0);
+                if stored != commit.expected {
+                    return Ok(Err(stored));
+                }
+                tx.prepare_cached(
+                    "INSERT INTO consumers (name, workspace_id, checkpoint, meta) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (name, workspace_id) DO UPDATE SET checkpoint = excluded.checkpoint, meta = excluded.meta",
+                )?
+                .execute(params![name, ws.as_str(), commit.checkpoint, commit.meta])?;
+                {
+                    let mut upsert = tx.prepare_cached(
+                        "INSERT INTO consumer_rows (name, workspace_id, key, value) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (name, workspace_id, key) DO UPDATE SET value = excluded.value",
+                    )?;
+                    for (key, value) in &commit.upserts {
+                        upsert.execute(params![name, ws.as_str(), key, value])?;
+                    }
+                    let mut delete = tx.prepare_cached(
+                        "DELETE FROM consumer_rows WHERE name = ?1 AND workspace_id = ?2 AND key = ?3",
+                    )?;
+                    for key in &commit.deletes {
+                        delete.execute(params![name, ws.as_str(), key])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(Ok(()))
+            })
+            .await?;
+        outcome.map_err(|stored| {
+            StoreError::Conflict(format!(
+                "consumer {consumer} of workspace {workspace} is at {stored}, not at {expected}"
+            ))
+        })
+    }
+
     async fn find_person(
         &self,
         workspace: &WorkspaceId,
@@ -636,20 +811,22 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(map_err)?;
             let Some((id, user_id)) = found else { return Ok(None) };
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT kind, value FROM identities WHERE workspace_id = ?1 AND person_id = ?2 ORDER BY kind, value",
-                )
-                .map_err(map_err)?;
-            let identities = stmt
-                .query_map(params![ws.as_str(), id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))
+            Ok(Some(Person { id, user_id, identities: identities_of(c, &ws, id)? }))
+        })
+        .await
+    }
+
+    async fn person(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Option<Person>> {
+        let ws = workspace.clone();
+        self.read(move |c| {
+            let user_id: Option<Option<String>> = c
+                .prepare_cached("SELECT user_id FROM persons WHERE workspace_id = ?1 AND id = ?2")
                 .map_err(map_err)?
-                .map(|row| {
-                    let (kind, value) = row.map_err(map_err)?;
-                    Ok((IdKind::from_code(kind).ok_or_else(|| corrupt(format!("identity kind {kind}")))?, value))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Some(Person { id, user_id, identities }))
+                .query_row(params![ws.as_str(), person], |r| r.get(0))
+                .optional()
+                .map_err(map_err)?;
+            let Some(user_id) = user_id else { return Ok(None) };
+            Ok(Some(Person { id: person, user_id, identities: identities_of(c, &ws, person)? }))
         })
         .await
     }

@@ -2,7 +2,8 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE workspaces (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -61,7 +62,33 @@ CREATE TABLE events (
     enrichment   TEXT NOT NULL
 );
 CREATE INDEX events_person ON events (workspace_id, person_id, timestamp, seq);
-"#];
+"#,
+    r#"
+-- Person merges, at the first seq of the batch that made them, for log consumers.
+CREATE TABLE person_merges (
+    workspace_id TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    from_person  INTEGER NOT NULL,
+    into_person  INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, seq, from_person)
+) WITHOUT ROWID;
+-- Log consumers (profiles, ...): a checkpoint and small state per workspace, and their rows.
+CREATE TABLE consumers (
+    name         TEXT NOT NULL,
+    workspace_id TEXT NOT NULL,
+    checkpoint   INTEGER NOT NULL,
+    meta         BLOB NOT NULL,
+    PRIMARY KEY (name, workspace_id)
+) WITHOUT ROWID;
+CREATE TABLE consumer_rows (
+    name         TEXT NOT NULL,
+    workspace_id TEXT NOT NULL,
+    key          INTEGER NOT NULL,
+    value        BLOB NOT NULL,
+    PRIMARY KEY (name, workspace_id, key)
+) WITHOUT ROWID;
+"#,
+];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;

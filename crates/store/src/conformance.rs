@@ -10,7 +10,7 @@ use whisperer_core::keys::KeyHash;
 use whisperer_core::tracking_plan::{PlanMode, TrackingPlan};
 use whisperer_core::{ApiKey, EventType, KeyKind, Millis, NewEvent, Workspace, WorkspaceId};
 
-use crate::{EventCursor, NewKey, Store, StoreError};
+use crate::{ConsumerCommit, ConsumerState, EventCursor, NewKey, PersonMerge, Store, StoreError};
 
 /// Expands to one `#[tokio::test]` per check. `$make` is an async expression giving
 /// `Option<(impl Store, guard)>`: a fresh empty store and whatever must live as long as it (a
@@ -31,7 +31,9 @@ macro_rules! conformance_suite {
             counts_and_traits,
             events_after_in_log_order,
             prune_dedup,
-            raw_and_enrichment_round_trip
+            raw_and_enrichment_round_trip,
+            merges_are_recorded_at_their_batch,
+            consumer_state_commits_atomically
         );
     };
     (@tests $make:expr; $($name:ident),*) => {
@@ -388,4 +390,95 @@ pub async fn raw_and_enrichment_round_trip(store: &impl Store) {
     store.append(vec![e.clone()], Millis(0)).await.unwrap();
     let back = store.events_after(&a, 0, 10).await.unwrap().remove(0);
     assert_eq!(back.event, e);
+}
+
+pub async fn merges_are_recorded_at_their_batch(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    let (b, _, _) = workspace(store, "Beta").await;
+    // Two persons: a user and an anonymous visitor on another device.
+    store
+        .append(
+            vec![event(&a, "u1", Some("ann"), None, T0), event(&a, "v1", None, Some("dev-2"), T0 + 1)],
+            Millis(0),
+        )
+        .await
+        .unwrap();
+    let user = store.find_person(&a, IdKind::User, "ann").await.unwrap().unwrap().id;
+    let visitor = store.find_person(&a, IdKind::Anonymous, "dev-2").await.unwrap().unwrap().id;
+    assert_ne!(user, visitor);
+    let out = store
+        .append(
+            vec![
+                event(&a, "x1", None, Some("dev-3"), T0 + 2),
+                event(&a, "login", Some("ann"), Some("dev-2"), T0 + 3),
+            ],
+            Millis(0),
+        )
+        .await
+        .unwrap();
+    let AppendOutcome::Stored { seq: first } = out[0] else { panic!("stored") };
+    let merges = store.person_merges(&a, 0, i64::MAX).await.unwrap();
+    assert_eq!(merges, [PersonMerge { seq: first, from: visitor, into: user }]);
+    assert_eq!(store.person(&a, visitor).await.unwrap(), None);
+    let person = store.person(&a, user).await.unwrap().unwrap();
+    assert_eq!(person.user_id.as_deref(), Some("ann"));
+    assert_eq!(
+        person.identities,
+        [(IdKind::User, "ann".to_string()), (IdKind::Anonymous, "dev-2".to_string())]
+    );
+    assert_eq!(store.person(&b, user).await.unwrap(), None);
+    assert!(store.person_merges(&a, first, i64::MAX).await.unwrap().is_empty());
+    assert!(store.person_merges(&a, 0, first - 1).await.unwrap().is_empty());
+    assert!(store.person_merges(&b, 0, i64::MAX).await.unwrap().is_empty());
+    // The person's log: both devices' events, in log order, before a seq.
+    let log = store.person_log(&a, user, i64::MAX).await.unwrap();
+    let ids: Vec<_> = log.iter().map(|e| e.event.message_id.as_str()).collect();
+    assert_eq!(ids, ["u1", "v1", "login"]);
+    assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(store.person_log(&a, user, first).await.unwrap().len(), 2);
+    assert!(store.person_log(&b, user, i64::MAX).await.unwrap().is_empty());
+}
+
+pub async fn consumer_state_commits_atomically(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    let (b, _, _) = workspace(store, "Beta").await;
+    assert_eq!(store.consumer_state("profiles", &a).await.unwrap(), None);
+    let first = ConsumerCommit {
+        expected: 0,
+        checkpoint: 10,
+        meta: b"dict".to_vec(),
+        upserts: vec![(1, b"one".to_vec()), (2, b"two".to_vec())],
+        deletes: vec![],
+    };
+    store.commit_consumer("profiles", &a, first).await.unwrap();
+    let second = ConsumerCommit {
+        expected: 10,
+        checkpoint: 20,
+        meta: b"dict2".to_vec(),
+        upserts: vec![(2, b"TWO".to_vec()), (3, b"three".to_vec())],
+        deletes: vec![1, 99],
+    };
+    store.commit_consumer("profiles", &a, second).await.unwrap();
+    assert_eq!(
+        store.consumer_state("profiles", &a).await.unwrap(),
+        Some(ConsumerState { checkpoint: 20, meta: b"dict2".to_vec() })
+    );
+    assert_eq!(
+        store.consumer_rows("profiles", &a).await.unwrap(),
+        [(2, b"TWO".to_vec()), (3, b"three".to_vec())]
+    );
+    assert_eq!(store.consumer_row("profiles", &a, 3).await.unwrap(), Some(b"three".to_vec()));
+    assert_eq!(store.consumer_row("profiles", &a, 1).await.unwrap(), None);
+    // A stale writer changes nothing.
+    let stale =
+        ConsumerCommit { expected: 10, checkpoint: 30, upserts: vec![(7, vec![7])], ..Default::default() };
+    assert!(matches!(store.commit_consumer("profiles", &a, stale).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.consumer_row("profiles", &a, 7).await.unwrap(), None);
+    assert_eq!(store.consumer_state("profiles", &a).await.unwrap().unwrap().checkpoint, 20);
+    // Consumers and workspaces are separate.
+    assert_eq!(store.consumer_state("other", &a).await.unwrap(), None);
+    assert!(store.consumer_rows("profiles", &b).await.unwrap().is_empty());
+    assert_eq!(store.consumer_row("profiles", &b, 2).await.unwrap(), None);
+    let fresh = ConsumerCommit { expected: 5, checkpoint: 6, ..Default::default() };
+    assert!(matches!(store.commit_consumer("profiles", &b, fresh).await, Err(StoreError::Conflict(_))));
 }

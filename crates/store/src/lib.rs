@@ -99,6 +99,39 @@ pub struct EventCursor {
     pub seq: i64,
 }
 
+/// Two persons that became one: every id and event of `from` now belongs to `into`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PersonMerge {
+    /// The first log position of the batch that merged them: a consumer that has read the log
+    /// up to just before `seq` applies the merge before the events at `seq` and after.
+    pub seq: i64,
+    pub from: PersonId,
+    pub into: PersonId,
+}
+
+/// Where a log consumer stands in one workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerState {
+    /// Every event up to and including this seq is reflected in the consumer's rows.
+    pub checkpoint: i64,
+    /// The consumer's own small state (dictionaries, versions), opaque to the store.
+    pub meta: Vec<u8>,
+}
+
+/// What a consumer writes in one transaction: its rows changed since the last commit and the
+/// checkpoint they reflect, so a crash leaves it either wholly before or wholly after.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConsumerCommit {
+    /// The checkpoint this commit starts from, as read or last committed (0 at first); a commit
+    /// whose stored checkpoint differs is a `Conflict`, so two processes running one consumer
+    /// on one workspace cannot interleave.
+    pub expected: i64,
+    pub checkpoint: i64,
+    pub meta: Vec<u8>,
+    pub upserts: Vec<(i64, Vec<u8>)>,
+    pub deletes: Vec<i64>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Backend name for logs and metrics.
@@ -146,9 +179,49 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<StoredEvent>>;
 
+    /// Merges recorded by appends, with `after_seq < seq <= up_to_seq`, in log order. A consumer
+    /// reads events first and then the merges up to the last seq it read: appends commit both
+    /// at once, so it never sees an event without the merge its batch made.
+    async fn person_merges(
+        &self,
+        workspace: &WorkspaceId,
+        after_seq: i64,
+        up_to_seq: i64,
+    ) -> Result<Vec<PersonMerge>>;
+
+    /// A person's events before `before_seq`, in log order (to rebuild what a consumer knows of
+    /// them after a merge).
+    async fn person_log(
+        &self,
+        workspace: &WorkspaceId,
+        person: PersonId,
+        before_seq: i64,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// A log consumer's checkpoint and meta in a workspace; None before its first commit.
+    async fn consumer_state(&self, consumer: &str, workspace: &WorkspaceId) -> Result<Option<ConsumerState>>;
+    /// Every row of a consumer in a workspace, by key.
+    async fn consumer_rows(&self, consumer: &str, workspace: &WorkspaceId) -> Result<Vec<(i64, Vec<u8>)>>;
+    /// One row of a consumer.
+    async fn consumer_row(
+        &self,
+        consumer: &str,
+        workspace: &WorkspaceId,
+        key: i64,
+    ) -> Result<Option<Vec<u8>>>;
+    /// Writes a consumer's changed rows with its new checkpoint, atomically.
+    async fn commit_consumer(
+        &self,
+        consumer: &str,
+        workspace: &WorkspaceId,
+        commit: ConsumerCommit,
+    ) -> Result<()>;
+
     /// The person an id belongs to, with all their ids.
     async fn find_person(&self, workspace: &WorkspaceId, kind: IdKind, value: &str)
     -> Result<Option<Person>>;
+    /// A person by id, with all their ids; None when unknown in this workspace or merged away.
+    async fn person(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Option<Person>>;
     /// Event counts of a person by type and name.
     async fn event_counts(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Vec<EventCount>>;
     /// The traits objects of every identify call of a person in the order they apply: oldest
