@@ -29,6 +29,7 @@ use whisperer_core::{EventType, KeyKind, Millis};
 use whisperer_ingest::enrich::RequestMeta;
 use whisperer_ingest::plan::CompiledPlan;
 use whisperer_ingest::{Endpoint, Ingestor};
+use whisperer_profiles::ProfileEngine;
 use whisperer_store::{EventCursor, Store};
 
 use crate::auth::{Caller, KeyCache, key_from_headers};
@@ -73,12 +74,21 @@ struct Inner {
     keys: KeyCache,
     registry: Registry,
     http: HttpMetrics,
+    profiles: Option<ProfileEngine>,
 }
 
 impl AppState {
     /// Wires the API over a store and an ingestor; HTTP metrics join `registry`, which
     /// `/metrics` then serves.
-    pub fn new(store: Arc<dyn Store>, ingestor: Arc<Ingestor>, mut registry: Registry) -> Self {
+    ///
+    /// `profiles`, when given, is the live profile engine whose view `GET /v1/users/{id}`
+    /// includes.
+    pub fn new(
+        store: Arc<dyn Store>,
+        ingestor: Arc<Ingestor>,
+        mut registry: Registry,
+        profiles: Option<ProfileEngine>,
+    ) -> Self {
         let http = HttpMetrics {
             requests: Family::default(),
             duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0002, 2.0, 16))),
@@ -94,7 +104,7 @@ impl AppState {
             http.duration.clone(),
         );
         let keys = KeyCache::new(store.clone());
-        Self { inner: Arc::new(Inner { store, ingestor, keys, registry, http }) }
+        Self { inner: Arc::new(Inner { store, ingestor, keys, registry, http, profiles }) }
     }
 }
 
@@ -287,7 +297,11 @@ async fn get_user(
     })?;
     let counts = store.event_counts(&caller.workspace, person.id).await?;
     let traits = store.identify_traits(&caller.workspace, person.id).await?;
-    Ok(axum::Json(views::user_json(&user_id, &person, &counts, &traits)))
+    let mut body = views::user_json(&user_id, &person, &counts, &traits);
+    let profile =
+        state.inner.profiles.as_ref().and_then(|p| p.view(&caller.workspace, person.id, Millis::now().0));
+    body["profile"] = profile.as_ref().map_or(serde_json::Value::Null, views::profile_json);
+    Ok(axum::Json(body))
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use whisperer_core::event::merge_traits;
 use whisperer_core::identity::IdKind;
 use whisperer_core::{EventType, Millis, StoredEvent};
+use whisperer_profiles::engine::ProfileView;
 use whisperer_store::{EventCount, EventCursor, Person};
 
 use crate::error::{ApiError, ErrorCode};
@@ -112,6 +113,47 @@ pub fn user_json(user_id: &str, person: &Person, counts: &[EventCount], traits: 
         "eventCount": counts.iter().map(|c| c.count).sum::<u64>(),
         "eventCounts": event_counts,
         "typeCounts": type_counts,
+    })
+}
+
+/// The live profile part of a user: features, engagement (the formula is in
+/// `whisperer_profiles::score`), lifecycle stage.
+pub fn profile_json(p: &ProfileView) -> Value {
+    let time = |ms: i64| Millis(ms).to_rfc3339();
+    let f = &p.features;
+    let e = &p.engagement;
+    json!({
+        "asOf": time(p.as_of),
+        "stage": p.stage.as_str(),
+        "stageSince": p.stage_since.map(time),
+        "engagement": {
+            "score": e.score,
+            "frequency": e.frequency,
+            "recency": e.recency,
+            "breadth": e.breadth,
+            "depth": e.depth,
+            "trend": e.trend,
+        },
+        "features": {
+            "recencyDays": f.recency_days,
+            "tenureDays": f.tenure_days,
+            "events": {"total": f.events_total, "1d": f.events_1d, "7d": f.events_7d, "30d": f.events_30d, "90d": f.events_90d},
+            "activeDays": {"7d": f.active_days_7d, "30d": f.active_days_30d, "90d": f.active_days_90d},
+            "sessions": {"total": f.sessions_total, "7d": f.sessions_7d, "30d": f.sessions_30d},
+            "distinctEvents": f.distinct_events,
+            "distinctFeatures": f.distinct_features,
+            "weekOverWeekTrend": f.trend,
+            "revenue": f.revenue_total,
+            "revenueEvents": f.revenue_events,
+            "daysSinceRevenue": f.days_since_revenue,
+            "usualHourLocal": f.usual_hour,
+        },
+        "firstSeen": p.first_seen.map(time),
+        "lastActive": p.last_active.map(time),
+        "timeZone": p.time_zone,
+        "featuresUsed": p.features_used,
+        "eventsByName": p.events.iter().map(|(name, count, last)| json!({"name": name, "count": count, "last": time(*last)})).collect::<Vec<_>>(),
+        "lastEngagement": p.last_engagement.iter().map(|(c, at)| (c.as_str().to_owned(), json!(time(*at)))).collect::<Map<_, _>>(),
     })
 }
 

@@ -35,7 +35,15 @@ async fn spawn_app_with(config: IngestConfig) -> TestApp {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let mut registry = prometheus_client::registry::Registry::default();
     let ingestor = Arc::new(config.build(store.clone(), &mut registry).unwrap());
-    let app = whisperer_api::router(AppState::new(store.clone(), ingestor, registry));
+    let profiles = whisperer_profiles::ProfileEngine::new(
+        store.clone(),
+        whisperer_profiles::EngineConfig {
+            poll_interval: std::time::Duration::from_millis(20),
+            ..Default::default()
+        },
+    );
+    tokio::spawn(profiles.clone().run(std::future::pending()));
+    let app = whisperer_api::router(AppState::new(store.clone(), ingestor, registry, Some(profiles)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -173,6 +181,49 @@ async fn anonymous_history_counts_for_the_user_after_identify() {
     assert_eq!(user["eventCount"], 5);
     assert_eq!(user["traits"], json!({"plan": "pro", "name": "Ada"}));
     assert_eq!(user["identities"]["anonymousIds"], json!(["visitor-9"]));
+}
+
+#[tokio::test]
+async fn the_user_view_includes_the_live_profile() {
+    let app = spawn_app().await;
+    let ws = app.workspace("Shop").await;
+    let k = Some(ws.write.as_str());
+    let now = Millis::now().0;
+    let day = 86_400_000;
+    let mut batch = Vec::new();
+    // an anonymous visit, then ten days of orders as a signed-in user, in Tokyo
+    batch.push(json!({"type": "page", "anonymousId": "v1", "name": "Pricing", "timestamp": Millis(now - 10 * day).to_rfc3339()}));
+    batch.push(json!({"type": "identify", "anonymousId": "v1", "userId": "kim", "timestamp": Millis(now - 10 * day).to_rfc3339()}));
+    for d in 0..10 {
+        batch.push(json!({
+            "type": "track", "userId": "kim", "event": "Order Completed",
+            "properties": {"revenue": 10.5, "feature": "checkout"},
+            "context": {"timezone": "Asia/Tokyo"},
+            "timestamp": Millis(now - d * day).to_rfc3339(),
+        }));
+    }
+    let (status, _) = app.post("/v1/batch", k, json!({"batch": batch}).to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut user = Value::Null;
+    for _ in 0..200 {
+        user = app.get("/v1/users/kim", &ws.secret).await.1;
+        if user["profile"]["features"]["events"]["total"] == 11 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let p = &user["profile"];
+    assert_eq!(p["features"]["events"]["total"], 11, "{user:#}");
+    assert_eq!(p["features"]["revenue"], 105.0);
+    assert_eq!(p["features"]["activeDays"]["7d"], 7);
+    assert_eq!(p["featuresUsed"], json!(["checkout"]));
+    assert_eq!(p["timeZone"], "Asia/Tokyo");
+    assert_eq!(p["stage"], "engaged");
+    assert!(p["engagement"]["score"].as_f64().unwrap() > 55.0);
+    assert!(p["lastEngagement"]["web"].is_string());
+    let names: Vec<&str> =
+        p["eventsByName"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Pricing", "Order Completed"]);
 }
 
 #[tokio::test]

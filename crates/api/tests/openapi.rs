@@ -552,7 +552,15 @@ async fn spawn_app() -> TestApp {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
     let mut registry = prometheus_client::registry::Registry::default();
     let ingestor = Arc::new(IngestConfig::default().build(store.clone(), &mut registry).unwrap());
-    let app = whisperer_api::router(AppState::new(store.clone(), ingestor, registry));
+    let profiles = whisperer_profiles::ProfileEngine::new(
+        store.clone(),
+        whisperer_profiles::EngineConfig {
+            poll_interval: std::time::Duration::from_millis(20),
+            ..Default::default()
+        },
+    );
+    tokio::spawn(profiles.clone().run(std::future::pending()));
+    let app = whisperer_api::router(AppState::new(store.clone(), ingestor, registry, Some(profiles)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -773,6 +781,16 @@ async fn real_responses_match_the_documented_schemas() {
     let (status, user) = app.call("get", "/v1/users/{userId}", get("/v1/users/user_1")).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(user["identities"]["anonymousIds"], json!(["anon_1"]), "{user}");
+    // Once the profile engine has caught up, the live profile is there too (and checked).
+    let mut user = user;
+    for _ in 0..200 {
+        if !user["profile"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        user = app.call("get", "/v1/users/{userId}", get("/v1/users/user_1")).await.1;
+    }
+    assert!(user["profile"]["engagement"]["score"].is_number(), "{user}");
     let basic = app.request("get", "/v1/users/user_1").basic_auth(&ws.secret, Some(""));
     assert_eq!(
         app.call("get", "/v1/users/{userId}", basic).await.0,

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use whisperer_api::AppState;
+use whisperer_profiles::{EngineConfig, ProfileEngine};
 use whisperer_store::Store;
 use whisperer_store_postgres::PgStore;
 use whisperer_store_sqlite::SqliteStore;
@@ -32,6 +33,7 @@ pub struct Server {
     app: axum::Router,
     pub addr: SocketAddr,
     grace: std::time::Duration,
+    profiles: ProfileEngine,
 }
 
 impl Server {
@@ -39,12 +41,13 @@ impl Server {
         let mut registry = prometheus_client::registry::Registry::default();
         let ingestor =
             Arc::new(config.ingest.build(store.clone(), &mut registry).context("invalid [ingest] config")?);
-        let app = whisperer_api::router(AppState::new(store, ingestor, registry));
+        let profiles = ProfileEngine::new(store.clone(), EngineConfig::default());
+        let app = whisperer_api::router(AppState::new(store, ingestor, registry, Some(profiles.clone())));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Self { listener, app, addr, grace: config.shutdown_grace.as_std() })
+        Ok(Self { listener, app, addr, grace: config.shutdown_grace.as_std(), profiles })
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
@@ -52,6 +55,10 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, mut stopping) = tokio::sync::watch::channel(false);
         let grace = self.grace;
+        let mut engine_stop = stopping.clone();
+        let engine = tokio::spawn(self.profiles.run(async move {
+            let _ = engine_stop.wait_for(|s| *s).await;
+        }));
         let service = self.app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(async move {
             shutdown.await;
@@ -63,6 +70,10 @@ impl Server {
                 let _ = stopping.wait_for(|s| *s).await;
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period"),
+        }
+        // The engine stops with the server and commits what it has folded in.
+        if let Err(e) = engine.await {
+            tracing::error!(error = %e, "profile engine task failed");
         }
         Ok(())
     }
