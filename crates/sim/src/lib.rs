@@ -37,6 +37,7 @@ mod message;
 mod model;
 mod oracle;
 mod population;
+mod queue;
 mod rng;
 mod sim;
 

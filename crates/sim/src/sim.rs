@@ -9,8 +9,7 @@
 //! An intervention changes the state and redraws that user's next transition (the old queue entry
 //! is recognised as stale because its time no longer matches `next_at`).
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 
 use whisperer_core::Millis;
 
@@ -20,6 +19,7 @@ use crate::message::{Body, EVENT_NAMES, Message, MessageKind, index_of_user_id, 
 use crate::model::{CHURN_MAX, Factors, Hidden, Next, Phase, SessionEvent, User, in_session_gap, rates_at};
 use crate::oracle::p_no_events;
 use crate::population::{SITE_PAGES, Traits};
+use crate::queue::TimeQueue;
 use crate::rng::{Rng, Stream};
 use crate::{SimConfig, SimError};
 
@@ -102,7 +102,7 @@ pub struct Simulation {
     users: Vec<User>,
     /// Every user's next transition, earliest first; entries whose time no longer matches the
     /// user's `next_at` are stale and skipped.
-    queue: BinaryHeap<Reverse<(i64, u32)>>,
+    queue: TimeQueue,
     /// Interventions scheduled for later, by (delivery time, order of arrival).
     pending: BTreeMap<(i64, u64), Pending>,
     pending_seq: u64,
@@ -124,7 +124,7 @@ impl Simulation {
         let signups = signup_times(&config);
         let users: Vec<User> =
             signups.iter().enumerate().map(|(i, &at)| new_user(&config, i as u32, at)).collect();
-        let queue = users.iter().enumerate().map(|(i, u)| Reverse((u.next_at, i as u32))).collect();
+        let queue = TimeQueue::new(start, users.iter().enumerate().map(|(i, u)| (u.next_at, i as u32)));
         Ok(Simulation {
             config,
             clock,
@@ -169,7 +169,7 @@ impl Simulation {
 
     /// Approximate bytes of state per user (the user record and its queue entry).
     pub fn memory_per_user() -> usize {
-        std::mem::size_of::<User>() + std::mem::size_of::<Reverse<(i64, u32)>>()
+        std::mem::size_of::<User>() + std::mem::size_of::<(i64, u32)>()
     }
 
     /// Emits, in timestamp order, every message with a timestamp before `t`, and moves the
@@ -192,7 +192,7 @@ impl Simulation {
     ) -> Result<(), E> {
         let t = t.0;
         loop {
-            let next_user = self.queue.peek().map(|Reverse((at, _))| *at).filter(|&at| at < t);
+            let next_user = self.queue.peek().map(|(at, _)| at).filter(|&at| at < t);
             let next_pending = self.pending.first_key_value().map(|(k, _)| k.0).filter(|&at| at < t);
             match (next_user, next_pending) {
                 // An intervention due at the same time as a user's event is delivered first.
@@ -202,7 +202,7 @@ impl Simulation {
                     self.deliver(at, pending);
                 }
                 (Some(at), _) => {
-                    let Reverse((at_, index)) = self.queue.pop().expect("peeked");
+                    let (at_, index) = self.queue.pop().expect("peeked");
                     debug_assert_eq!(at, at_);
                     if self.users[index as usize].next_at != at {
                         continue; // stale: the user was redrawn by an intervention
@@ -314,7 +314,7 @@ impl Simulation {
             Next::Never => None,
         };
         if user.next != Next::Never {
-            self.queue.push(Reverse((user.next_at, index)));
+            self.queue.push(user.next_at, index);
         }
         let body = body?;
         user.seq += 1;
@@ -455,7 +455,7 @@ impl Simulation {
         } else {
             plan_next(clock, user, at);
         }
-        self.queue.push(Reverse((user.next_at, pending.user)));
+        self.queue.push(user.next_at, pending.user);
     }
 
     /// Probability that each user signed up before `as_of` has no events in
