@@ -365,3 +365,50 @@ fn print_summary(args: &SimulateArgs, finished: &Finished, sent: Option<&Sent>, 
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    /// A server whose `/v1/batch` answers `status` for the first `failures` requests, then 200.
+    async fn flaky_server(failures: u64, status: StatusCode) -> (String, Arc<AtomicU64>) {
+        let hits = Arc::new(AtomicU64::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().route(
+            "/v1/batch",
+            axum::routing::post(move || {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < failures {
+                        (status, "try again").into_response()
+                    } else {
+                        axum::Json(serde_json::json!({"accepted": 2, "duplicates": 0, "rejected": []}))
+                            .into_response()
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/batch", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, hits)
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_retried_client_errors_are_not() {
+        let client = reqwest::Client::new();
+        let retries = AtomicU64::new(0);
+        let (url, hits) = flaky_server(2, StatusCode::SERVICE_UNAVAILABLE).await;
+        let answer =
+            post_with_retry(&client, &url, "wk", b"{\"batch\":[]}".to_vec(), &retries).await.unwrap();
+        assert_eq!(answer["accepted"], 2);
+        assert_eq!((hits.load(Ordering::SeqCst), retries.load(Ordering::SeqCst)), (3, 2));
+
+        let (url, hits) = flaky_server(1, StatusCode::UNAUTHORIZED).await;
+        let err = post_with_retry(&client, &url, "wk", b"{}".to_vec(), &retries).await.unwrap_err();
+        assert!(err.to_string().contains("401"), "{err}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1, "a bad key is not retried");
+    }
+}
