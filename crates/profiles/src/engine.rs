@@ -21,6 +21,7 @@ use crate::dictionary::{Dictionary, DictionaryData};
 use crate::lifecycle::LifecycleConfig;
 use crate::observation::LIFECYCLE_EVENT;
 use crate::profile::Profile;
+use crate::table::ProfileTable;
 use crate::tracker::{Tracker, Transition};
 
 /// The name this consumer's checkpoint and rows are stored under.
@@ -62,7 +63,7 @@ pub enum EngineError {
 /// Everything the engine knows about one workspace.
 pub struct WorkspaceProfiles {
     pub tracker: Tracker,
-    pub profiles: HashMap<PersonId, Profile>,
+    pub profiles: ProfileTable,
     /// Every event up to here is folded in.
     pub checkpoint: i64,
     committed: i64,
@@ -75,7 +76,7 @@ impl WorkspaceProfiles {
     fn new(lifecycle: LifecycleConfig) -> Self {
         Self {
             tracker: Tracker { dict: Dictionary::default(), lifecycle },
-            profiles: HashMap::new(),
+            profiles: ProfileTable::default(),
             checkpoint: 0,
             committed: 0,
             dirty: HashSet::new(),
@@ -219,7 +220,7 @@ impl ProfileEngine {
                         s.dirty.insert(into);
                     }
                 }
-                let profile = s.profiles.entry(event.person_id).or_default();
+                let profile = s.profiles.get_or_default(event.person_id);
                 s.tracker.step(profile, event, &mut transitions);
                 s.dirty.insert(event.person_id);
                 s.deleted.remove(&event.person_id);
@@ -288,9 +289,9 @@ impl ProfileEngine {
                 let mut guard = state.write().expect("lock");
                 let s = &mut *guard;
                 for (person, profile) in s.profiles.iter_mut() {
-                    if let Some(t) = s.tracker.evaluate(*person, profile, now) {
+                    if let Some(t) = s.tracker.evaluate(person, profile, now) {
                         transitions.push(t);
-                        s.dirty.insert(*person);
+                        s.dirty.insert(person);
                     }
                 }
             }

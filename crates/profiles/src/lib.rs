@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod observation;
 pub mod profile;
 pub mod score;
+pub mod table;
 pub mod tracker;
 
 pub use dictionary::Dictionary;
@@ -24,4 +25,5 @@ pub use lifecycle::{LifecycleConfig, Stage};
 pub use observation::{Channel, Observation, observe};
 pub use profile::{Features, Profile};
 pub use score::Engagement;
+pub use table::ProfileTable;
 pub use tracker::{Tracker, Transition};

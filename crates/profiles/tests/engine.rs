@@ -131,8 +131,8 @@ async fn incremental_profiles_equal_a_recompute_and_survive_a_restart() {
     assert_eq!(profiles.len() as u64, persons, "one profile per person, none for merged-away ones");
     let mut tracker = Tracker { dict, ..Tracker::default() };
     let mut with_revenue = 0;
-    for (person, live) in &profiles {
-        let log = store.person_log(&ws, *person, i64::MAX).await.unwrap();
+    for (person, live) in profiles.iter() {
+        let log = store.person_log(&ws, person, i64::MAX).await.unwrap();
         let recomputed = tracker.recompute(&log);
         assert_eq!(live, &recomputed, "person {person}");
         with_revenue += (recomputed.features(T0 + 121 * DAY).revenue_total > 0.0) as usize;
@@ -141,7 +141,7 @@ async fn incremental_profiles_equal_a_recompute_and_survive_a_restart() {
 
     // The merged users hold both devices' history.
     let merged = store.find_person(&ws, IdKind::User, "user-7").await.unwrap().unwrap();
-    let f = profiles[&merged.id].features(T0 + 121 * DAY);
+    let f = profiles.get(&merged.id).unwrap().features(T0 + 121 * DAY);
     let logged = store.person_log(&ws, merged.id, i64::MAX).await.unwrap();
     let activity =
         logged.iter().filter(|e| e.event.name.as_deref() != Some("Lifecycle Stage Changed")).count();
