@@ -35,6 +35,11 @@ impl Rhythm {
         Self { hourly, weekly, max }
     }
 
+    /// The daily part of the rhythm at a local hour (0..24) for a user shifted by `shift` hours.
+    pub(crate) fn hour_weight(&self, hour: u8, shift: i8) -> f64 {
+        self.hourly[(i32::from(hour) - i32::from(shift)).rem_euclid(24) as usize]
+    }
+
     /// The rhythm at a local time, for a user whose day is shifted by `shift` hours.
     pub(crate) fn at(&self, local: Local, shift: i8) -> f64 {
         let hour = (i32::from(local.hour) - i32::from(shift)).rem_euclid(24) as usize;

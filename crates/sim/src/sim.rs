@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use whisperer_core::Millis;
 
-use crate::clock::{Clock, DAY_MS};
+use crate::clock::{Clock, DAY_MS, HOUR_MS};
 use crate::intervention::{Assessment, DeliveryStatus, Intervention, Outcome, Uplift, assess};
 use crate::message::{Body, EVENT_NAMES, Message, MessageKind, index_of_user_id, user_id_of};
 use crate::model::{CHURN_MAX, Factors, Hidden, Next, Phase, SessionEvent, User, in_session_gap, rates_at};
@@ -123,7 +123,7 @@ impl Simulation {
         let clock = Clock::new(start - 7 * DAY_MS, end + CLOCK_MARGIN_MS);
         let signups = signup_times(&config);
         let users: Vec<User> =
-            signups.iter().enumerate().map(|(i, &at)| new_user(&config, i as u32, at)).collect();
+            signups.iter().enumerate().map(|(i, &at)| new_user(&config, &clock, i as u32, at)).collect();
         let queue = TimeQueue::new(start, users.iter().enumerate().map(|(i, u)| (u.next_at, i as u32)));
         Ok(Simulation {
             config,
@@ -671,9 +671,17 @@ fn signup_times(config: &SimConfig) -> Vec<i64> {
         .collect()
 }
 
-fn new_user(config: &SimConfig, index: u32, signup_at: i64) -> User {
+fn new_user(config: &SimConfig, clock: &Clock, index: u32, signup_day: i64) -> User {
     let traits = Traits::draw(config.seed, index);
     let mut rng = Rng::new(config.seed, Stream::User, u64::from(index), 0);
+    // People sign up in their waking hours: keep the local day, draw the hour from the rhythm.
+    let offset = i64::from(clock.offset_secs(traits.zone, signup_day)) * 1000;
+    let local_midnight = (signup_day + offset).div_euclid(DAY_MS) * DAY_MS;
+    let weights: Vec<u32> =
+        (0..24).map(|h| (clock.rhythm.hour_weight(h, traits.peak_shift) * 1000.0) as u32 + 1).collect();
+    let hour = rng.weighted(&weights) as i64;
+    let local = local_midnight + hour * HOUR_MS + (rng.f64() * HOUR_MS as f64) as i64;
+    let signup_at = (local - offset).clamp(config.start.0, config.end.0 - 1);
     // Anonymous browsing: a few site pages over the days before signing up.
     let pages = 1 + rng.below(3) as u8;
     let lead = ((rng.exp() * 1.5).min(6.0) * DAY_MS as f64) as i64;
