@@ -1,0 +1,117 @@
+//! Churn models on simulator data, scored on the simulator's future against its oracle.
+
+use std::collections::HashMap;
+use whisperer_core::{EventType, Millis, NewEvent, StoredEvent, WorkspaceId};
+use whisperer_models::metrics::auc;
+use whisperer_models::{Replay, TrainError, train};
+use whisperer_sim::{MessageKind, SimConfig, Simulation};
+
+const DAY: i64 = 86_400_000;
+
+fn stored(ws: &WorkspaceId, seq: i64, m: &whisperer_sim::Message<'_>) -> StoredEvent {
+    let event_type = match m.kind() {
+        MessageKind::Identify => EventType::Identify,
+        MessageKind::Page => EventType::Page,
+        _ => EventType::Track,
+    };
+    StoredEvent {
+        seq,
+        person_id: m.user_index() as i64,
+        event: NewEvent {
+            workspace_id: ws.clone(),
+            message_id: m.message_id(),
+            event_type,
+            name: m.name().map(str::to_owned),
+            user_id: m.user_id(),
+            anonymous_id: Some(m.anonymous_id()),
+            previous_id: None,
+            timestamp: m.timestamp(),
+            received_at: m.timestamp(),
+            raw: m.to_json(),
+            enrichment: "{}".into(),
+        },
+    }
+}
+
+#[test]
+fn the_chosen_model_beats_recency_and_approaches_the_oracle() {
+    let end = Millis(1_717_200_000_000);
+    let horizon = 14;
+    let config =
+        SimConfig { users: 2500, seed: 5, start: Millis(end.0 - 150 * DAY), end, ..SimConfig::default() };
+    let mut sim = Simulation::new(config).unwrap();
+    let ws = WorkspaceId::generate();
+    let as_of = end.0 - horizon as i64 * DAY;
+    let mut events = Vec::new();
+    sim.advance_to(Millis(as_of), |m| events.push(stored(&ws, events.len() as i64 + 1, m)));
+    let oracle: HashMap<String, f64> = sim.oracle_churn_hazards(Millis(as_of), horizon).into_iter().collect();
+    let mut future_active = std::collections::HashSet::new();
+    sim.run_to_end(|m| {
+        if matches!(m.kind(), MessageKind::Track | MessageKind::Page) {
+            future_active.insert(m.user_index() as i64);
+        }
+    });
+
+    let replay = Replay::new(events, as_of);
+    let model = train(&replay, as_of, horizon).unwrap();
+    let r = &model.report;
+    eprintln!("{}", serde_json::to_string_pretty(r).unwrap());
+    assert!(r.logistic.auc > r.recency_auc - 0.02 && r.gradient_boosting.auc > r.recency_auc - 0.02, "{r:?}");
+
+    // The future: users active in the 30 days before as_of, scored with features at as_of.
+    let (persons, x) = replay.current(&model.spec, as_of);
+    let scores = model.score(&x, persons.len());
+    let cols = model.spec.len();
+    let (mut p, mut o, mut rec, mut y) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (i, person) in persons.iter().enumerate() {
+        let recency = x[i * cols];
+        if recency >= 30.0 {
+            continue;
+        }
+        let Some(name) = replay.names.get(person) else { continue };
+        let Some(h) = oracle.get(name) else { continue };
+        p.push(scores[i].probability);
+        o.push(*h);
+        rec.push(recency);
+        y.push(!future_active.contains(person));
+        assert!(scores[i].probability.is_finite() && scores[i].reasons.len() <= 3);
+    }
+    let (model_auc, oracle_auc, recency_auc) =
+        (auc(&p, &y).unwrap(), auc(&o, &y).unwrap(), auc(&rec, &y).unwrap());
+    eprintln!("future: model {model_auc:.3} oracle {oracle_auc:.3} recency {recency_auc:.3} n={}", y.len());
+    assert!(model_auc > recency_auc, "{model_auc} vs recency {recency_auc}");
+    assert!(model_auc >= 0.9 * oracle_auc, "{model_auc} vs oracle {oracle_auc}");
+}
+
+#[test]
+fn too_little_history_and_one_class_are_clear_errors() {
+    let ws = WorkspaceId::generate();
+    let now = 1_717_200_000_000;
+    let empty = Replay::new(Vec::new(), now);
+    assert!(matches!(train(&empty, now, 14), Err(TrainError::NoEvents { .. })));
+    let event = |seq: i64, person: i64, at: i64| StoredEvent {
+        seq,
+        person_id: person,
+        event: NewEvent {
+            workspace_id: ws.clone(),
+            message_id: format!("m{seq}"),
+            event_type: EventType::Track,
+            name: Some("Order Completed".into()),
+            user_id: Some(format!("u{person}")),
+            anonymous_id: None,
+            previous_id: None,
+            timestamp: Millis(at),
+            received_at: Millis(at),
+            raw: r#"{"type":"track","event":"Order Completed","properties":{"revenue":5}}"#.into(),
+            enrichment: "{}".into(),
+        },
+    };
+    let short = Replay::new((0..100).map(|i| event(i, i % 10, now - i * DAY / 10)), now);
+    let err = train(&short, now, 14).unwrap_err();
+    assert!(err.to_string().contains("too little history"), "{err}");
+    // 200 shoppers who order every day: nobody ever churns
+    let loyal = Replay::new((0..200 * 90).map(|i| event(i, i % 200, now - 90 * DAY + (i / 200) * DAY)), now);
+    let err = train(&loyal, now, 14).unwrap_err();
+    assert!(err.to_string().contains("no churned users"), "{err}");
+    assert!(matches!(train(&loyal, now, 0), Err(TrainError::Horizon(0))));
+}
