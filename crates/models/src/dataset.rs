@@ -113,32 +113,52 @@ pub struct Replay {
     pub names: HashMap<PersonId, String>,
     pub first_event: Option<i64>,
     pub last_event: Option<i64>,
+    as_of: i64,
 }
 
 impl Replay {
     /// Reads events (in log order) up to `as_of`; later ones are ignored.
     pub fn new(events: impl IntoIterator<Item = StoredEvent>, as_of: i64) -> Self {
-        let mut dict = Dictionary::default();
-        let mut observations = Vec::new();
-        let mut names = HashMap::new();
+        let mut replay = Replay::empty(as_of);
         for e in events {
-            if e.event.timestamp.0 > as_of
-                || e.event.name.as_deref() == Some(whisperer_profiles::observation::LIFECYCLE_EVENT)
-            {
-                continue;
-            }
-            if let Some(id) = e.event.user_id.as_ref().or(e.event.anonymous_id.as_ref()) {
-                let known = names.entry(e.person_id).or_insert_with(String::new);
-                if e.event.user_id.is_some() || known.is_empty() {
-                    known.clone_from(id);
-                }
-            }
-            observations.push((e.person_id, observe(&e, &mut dict)));
+            replay.push(&e);
         }
-        observations.sort_by_key(|(_, o)| o.timestamp);
-        let first_event = observations.first().map(|(_, o)| o.timestamp);
-        let last_event = observations.last().map(|(_, o)| o.timestamp);
-        Replay { dict, observations, names, first_event, last_event }
+        replay.finish()
+    }
+
+    /// A replay to fill with [`Replay::push`] (page by page, without holding the raw log) and
+    /// close with [`Replay::finish`].
+    pub fn empty(as_of: i64) -> Self {
+        Replay {
+            dict: Dictionary::default(),
+            observations: Vec::new(),
+            names: HashMap::new(),
+            first_event: None,
+            last_event: None,
+            as_of,
+        }
+    }
+
+    pub fn push(&mut self, e: &StoredEvent) {
+        if e.event.timestamp.0 > self.as_of
+            || e.event.name.as_deref() == Some(whisperer_profiles::observation::LIFECYCLE_EVENT)
+        {
+            return;
+        }
+        if let Some(id) = e.event.user_id.as_ref().or(e.event.anonymous_id.as_ref()) {
+            let known = self.names.entry(e.person_id).or_default();
+            if e.event.user_id.is_some() || known.is_empty() {
+                known.clone_from(id);
+            }
+        }
+        self.observations.push((e.person_id, observe(e, &mut self.dict)));
+    }
+
+    pub fn finish(mut self) -> Self {
+        self.observations.sort_by_key(|(_, o)| o.timestamp);
+        self.first_event = self.observations.first().map(|(_, o)| o.timestamp);
+        self.last_event = self.observations.last().map(|(_, o)| o.timestamp);
+        self
     }
 
     pub fn events(&self) -> usize {

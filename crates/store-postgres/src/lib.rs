@@ -27,8 +27,8 @@ use whisperer_core::keys::KeyHash;
 use whisperer_core::tracking_plan::TrackingPlan;
 use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
 use whisperer_store::{
-    ConsumerCommit, ConsumerState, EventCount, EventCursor, KeyRecord, NewKey, Person, PersonMerge, Result,
-    Store, StoreError, WorkspaceStats,
+    ConsumerCommit, ConsumerState, EventCount, EventCursor, KeyRecord, ModelVersion, NewKey, Person,
+    PersonMerge, Result, Store, StoreError, WorkspaceStats,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -225,6 +225,16 @@ fn person_from_rows(rows: &[tokio_postgres::Row]) -> Result<Option<Person>> {
         identities.push((kind, get(r, 3)?));
     }
     Ok(Some(Person { id, user_id, identities }))
+}
+
+fn model_version(r: &tokio_postgres::Row) -> Result<ModelVersion> {
+    Ok(ModelVersion {
+        version: get(r, 0)?,
+        kind: get(r, 1)?,
+        created_at: Millis(get(r, 2)?),
+        as_of: Millis(get(r, 3)?),
+        metrics: get(r, 4)?,
+    })
 }
 
 fn limit(n: usize) -> i64 {
@@ -509,6 +519,69 @@ impl Store for PgStore {
             .map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn save_model(
+        &self,
+        workspace: &WorkspaceId,
+        kind: &str,
+        created_at: Millis,
+        as_of: Millis,
+        metrics: &str,
+        model: &[u8],
+    ) -> Result<i64> {
+        // The primary key refuses a version two savers computed at once; the loser retries.
+        for _ in 0..5 {
+            let result = self
+                .query(
+                    "INSERT INTO models (workspace_id, kind, version, created_at, as_of, metrics, model)
+                     SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6 FROM models
+                     WHERE workspace_id = $1 AND kind = $2
+                     RETURNING version",
+                    &[&workspace.as_str(), &kind, &created_at.0, &as_of.0, &metrics, &model],
+                )
+                .await;
+            match result {
+                Ok(rows) => {
+                    let row = rows
+                        .first()
+                        .ok_or_else(|| StoreError::Unavailable("model insert returned no version".into()))?;
+                    return get(row, 0);
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Conflict(format!("cannot number a new {kind} model: too many concurrent saves")))
+    }
+
+    async fn list_models(&self, workspace: &WorkspaceId, kind: &str) -> Result<Vec<ModelVersion>> {
+        self.query(
+            "SELECT version, kind, created_at, as_of, metrics FROM models
+             WHERE workspace_id = $1 AND kind = $2 ORDER BY version",
+            &[&workspace.as_str(), &kind],
+        )
+        .await?
+        .iter()
+        .map(model_version)
+        .collect()
+    }
+
+    async fn latest_model(
+        &self,
+        workspace: &WorkspaceId,
+        kind: &str,
+        at_most: Option<Millis>,
+    ) -> Result<Option<(ModelVersion, Vec<u8>)>> {
+        let bound = at_most.map_or(i64::MAX, |m| m.0);
+        let rows = self
+            .query(
+                "SELECT version, kind, created_at, as_of, metrics, model FROM models
+                 WHERE workspace_id = $1 AND kind = $2 AND as_of <= $3 ORDER BY version DESC LIMIT 1",
+                &[&workspace.as_str(), &kind, &bound],
+            )
+            .await?;
+        rows.first().map(|r| Ok((model_version(r)?, get(r, 5)?))).transpose()
     }
 
     async fn find_person(

@@ -108,6 +108,19 @@ CREATE TABLE consumer_rows (
     PRIMARY KEY (name, workspace_id, key)
 );
 "#,
+    r#"
+-- Trained models (churn, ...), versioned per workspace and kind; the highest version serves.
+CREATE TABLE models (
+    workspace_id text NOT NULL,
+    kind         text NOT NULL,
+    version      bigint NOT NULL,
+    created_at   bigint NOT NULL,
+    as_of        bigint NOT NULL,
+    metrics      text NOT NULL,
+    model        bytea NOT NULL,
+    PRIMARY KEY (workspace_id, kind, version)
+);
+"#,
 ];
 
 /// Brings the schema to the latest version, creating `schema` first when given.

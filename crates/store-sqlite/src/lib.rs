@@ -27,8 +27,8 @@ use whisperer_core::keys::KeyHash;
 use whisperer_core::tracking_plan::TrackingPlan;
 use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
 use whisperer_store::{
-    ConsumerCommit, ConsumerState, EventCount, EventCursor, KeyRecord, NewKey, Person, PersonMerge, Result,
-    Store, StoreError, WorkspaceStats,
+    ConsumerCommit, ConsumerState, EventCount, EventCursor, KeyRecord, ModelVersion, NewKey, Person,
+    PersonMerge, Result, Store, StoreError, WorkspaceStats,
 };
 
 /// File name of the database inside the data directory.
@@ -381,6 +381,16 @@ fn append_blocking(
         cache.committed(ws, resolver.ops(), |person| resolve_ref(&ids, ws, person));
     }
     Ok(outcomes)
+}
+
+fn model_version(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModelVersion> {
+    Ok(ModelVersion {
+        version: r.get(0)?,
+        kind: r.get(1)?,
+        created_at: Millis(r.get(2)?),
+        as_of: Millis(r.get(3)?),
+        metrics: r.get(4)?,
+    })
 }
 
 fn identities_of(c: &Connection, ws: &WorkspaceId, person: PersonId) -> Result<Vec<(IdKind, String)>> {
@@ -791,6 +801,70 @@ impl Store for SqliteStore {
                 "consumer {consumer} of workspace {workspace} is at {stored}, not at {expected}"
             ))
         })
+    }
+
+    async fn save_model(
+        &self,
+        workspace: &WorkspaceId,
+        kind: &str,
+        created_at: Millis,
+        as_of: Millis,
+        metrics: &str,
+        model: &[u8],
+    ) -> Result<i64> {
+        let (ws, kind, metrics, model) =
+            (workspace.clone(), kind.to_owned(), metrics.to_owned(), model.to_vec());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let version: i64 = tx.query_row(
+                "SELECT coalesce(max(version), 0) + 1 FROM models WHERE workspace_id = ?1 AND kind = ?2",
+                params![ws.as_str(), kind],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "INSERT INTO models (workspace_id, kind, version, created_at, as_of, metrics, model)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![ws.as_str(), kind, version, created_at.0, as_of.0, metrics, model],
+            )?;
+            tx.commit()?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn list_models(&self, workspace: &WorkspaceId, kind: &str) -> Result<Vec<ModelVersion>> {
+        let (ws, kind) = (workspace.clone(), kind.to_owned());
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT version, kind, created_at, as_of, metrics FROM models
+                     WHERE workspace_id = ?1 AND kind = ?2 ORDER BY version",
+                )
+                .map_err(map_err)?;
+            let rows = stmt.query_map(params![ws.as_str(), kind], model_version).map_err(map_err)?;
+            rows.collect::<rusqlite::Result<_>>().map_err(map_err)
+        })
+        .await
+    }
+
+    async fn latest_model(
+        &self,
+        workspace: &WorkspaceId,
+        kind: &str,
+        at_most: Option<Millis>,
+    ) -> Result<Option<(ModelVersion, Vec<u8>)>> {
+        let (ws, kind, bound) = (workspace.clone(), kind.to_owned(), at_most.map_or(i64::MAX, |m| m.0));
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT version, kind, created_at, as_of, metrics, model FROM models
+                 WHERE workspace_id = ?1 AND kind = ?2 AND as_of <= ?3 ORDER BY version DESC LIMIT 1",
+            )
+            .map_err(map_err)?
+            .query_row(params![ws.as_str(), kind, bound], |r| Ok((model_version(r)?, r.get(5)?)))
+            .optional()
+            .map_err(map_err)
+        })
+        .await
     }
 
     async fn find_person(

@@ -88,6 +88,19 @@ CREATE TABLE consumer_rows (
     PRIMARY KEY (name, workspace_id, key)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Trained models (churn, ...), versioned per workspace and kind; the highest version serves.
+CREATE TABLE models (
+    workspace_id TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    as_of        INTEGER NOT NULL,
+    metrics      TEXT NOT NULL,
+    model        BLOB NOT NULL,
+    PRIMARY KEY (workspace_id, kind, version)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

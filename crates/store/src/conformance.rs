@@ -33,7 +33,8 @@ macro_rules! conformance_suite {
             prune_dedup,
             raw_and_enrichment_round_trip,
             merges_are_recorded_at_their_batch,
-            consumer_state_commits_atomically
+            consumer_state_commits_atomically,
+            model_versions
         );
     };
     (@tests $make:expr; $($name:ident),*) => {
@@ -481,4 +482,32 @@ pub async fn consumer_state_commits_atomically(store: &impl Store) {
     assert_eq!(store.consumer_row("profiles", &b, 2).await.unwrap(), None);
     let fresh = ConsumerCommit { expected: 5, checkpoint: 6, ..Default::default() };
     assert!(matches!(store.commit_consumer("profiles", &b, fresh).await, Err(StoreError::Conflict(_))));
+}
+
+pub async fn model_versions(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    let (b, _, _) = workspace(store, "Beta").await;
+    assert!(store.latest_model(&a, "churn", None).await.unwrap().is_none());
+    let v1 =
+        store.save_model(&a, "churn", Millis(T0), Millis(T0 - 100), r#"{"auc":0.8}"#, b"one").await.unwrap();
+    let v2 = store
+        .save_model(&a, "churn", Millis(T0 + 1), Millis(T0 + 50), r#"{"auc":0.9}"#, b"two")
+        .await
+        .unwrap();
+    assert_eq!((v1, v2), (1, 2));
+    store.save_model(&a, "other", Millis(T0), Millis(T0), "{}", b"x").await.unwrap();
+    let (latest, bytes) = store.latest_model(&a, "churn", None).await.unwrap().unwrap();
+    assert_eq!(
+        (latest.version, bytes.as_slice(), latest.metrics.as_str()),
+        (2, &b"two"[..], r#"{"auc":0.9}"#)
+    );
+    let (older, bytes) = store.latest_model(&a, "churn", Some(Millis(T0))).await.unwrap().unwrap();
+    assert_eq!((older.version, bytes.as_slice(), older.as_of), (1, &b"one"[..], Millis(T0 - 100)));
+    assert!(store.latest_model(&a, "churn", Some(Millis(T0 - 101))).await.unwrap().is_none());
+    let listed = store.list_models(&a, "churn").await.unwrap();
+    assert_eq!(listed.iter().map(|m| m.version).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(listed[1].created_at, Millis(T0 + 1));
+    assert!(store.list_models(&b, "churn").await.unwrap().is_empty());
+    assert!(store.latest_model(&b, "churn", None).await.unwrap().is_none());
+    assert_eq!(store.save_model(&b, "churn", Millis(T0), Millis(T0), "{}", b"b").await.unwrap(), 1);
 }

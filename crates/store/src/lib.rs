@@ -132,6 +132,19 @@ pub struct ConsumerCommit {
     pub deletes: Vec<i64>,
 }
 
+/// One stored version of a trained model (the model itself is read separately).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModelVersion {
+    /// 1, 2, … per workspace and kind; the highest is the one in service.
+    pub version: i64,
+    pub kind: String,
+    pub created_at: Millis,
+    /// The model saw events up to this time only.
+    pub as_of: Millis,
+    /// Validation metrics as JSON.
+    pub metrics: String,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Backend name for logs and metrics.
@@ -216,6 +229,28 @@ pub trait Store: Send + Sync + 'static {
         workspace: &WorkspaceId,
         commit: ConsumerCommit,
     ) -> Result<()>;
+
+    /// Stores a new version of a model of `kind`, which becomes the one in service; returns
+    /// its version number.
+    async fn save_model(
+        &self,
+        workspace: &WorkspaceId,
+        kind: &str,
+        created_at: Millis,
+        as_of: Millis,
+        metrics: &str,
+        model: &[u8],
+    ) -> Result<i64>;
+    /// Every version of a kind of model, oldest first.
+    async fn list_models(&self, workspace: &WorkspaceId, kind: &str) -> Result<Vec<ModelVersion>>;
+    /// The newest version of a kind of model whose `as_of` is at or before `at_most` (any when
+    /// None), with the model.
+    async fn latest_model(
+        &self,
+        workspace: &WorkspaceId,
+        kind: &str,
+        at_most: Option<Millis>,
+    ) -> Result<Option<(ModelVersion, Vec<u8>)>>;
 
     /// The person an id belongs to, with all their ids.
     async fn find_person(&self, workspace: &WorkspaceId, kind: IdKind, value: &str)
