@@ -121,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alias", ingest_route(Endpoint::Single(EventType::Alias)))
         .route("/v1/users/{user_id}", get(get_user))
         .route("/v1/users/{user_id}/events", get(get_user_events))
+        .route("/v1/cohorts/retention", get(get_cohort_retention))
         .route("/v1/tracking-plan", get(get_tracking_plan).put(put_tracking_plan))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
@@ -346,6 +347,35 @@ async fn get_user_events(
     let body =
         views::EventPage { events: events.iter().map(views::EventView::of).collect(), next_cursor: next };
     Ok(axum::Json(body).into_response())
+}
+
+/// Retention cohorts of the caller's workspace; the query is parsed and computed by
+/// `whisperer_cohorts` (one pass over the log, folded on blocking threads).
+async fn get_cohort_retention(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    use whisperer_cohorts::CohortError;
+    let caller = secret_caller(&state, &headers).await?;
+    let Query(params) = query.map_err(|e| {
+        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
+    })?;
+    let to_api = |e: CohortError| match e {
+        CohortError::InvalidQuery(message) => ApiError::new(ErrorCode::InvalidParameter, message),
+        CohortError::Store(e) => ApiError::from(e),
+        CohortError::Internal(message) => {
+            tracing::error!(error = %message, "cohort computation failed");
+            ApiError::new(ErrorCode::Internal, "internal error")
+        }
+    };
+    let query =
+        whisperer_cohorts::RetentionQuery::from_params(params.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(to_api)?;
+    let report = whisperer_cohorts::retention(state.inner.store.as_ref(), &caller.workspace, &query)
+        .await
+        .map_err(to_api)?;
+    Ok(axum::Json(views::retention_json(&report)))
 }
 
 async fn get_tracking_plan(

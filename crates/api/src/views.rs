@@ -157,6 +157,61 @@ pub fn profile_json(p: &ProfileView) -> Value {
     })
 }
 
+/// A retention report: per group (trait value and/or behaviour side), one row per cohort with
+/// the persons active in each period since their first activity (`null` where not observed yet),
+/// and the group's curve (cohorts weighted by size, observed cells only).
+pub fn retention_json(r: &whisperer_cohorts::Retention) -> Value {
+    use whisperer_cohorts::{Cell, TraitGroup};
+    let cell = |c: &Option<Cell>| c.map(|c| json!({"active": c.active, "fraction": c.fraction}));
+    let curve_cell = |c: &Option<Cell>| {
+        c.map(|c| json!({"active": c.active, "persons": c.persons, "fraction": c.fraction}))
+    };
+    let groups: Vec<Value> = r
+        .groups
+        .iter()
+        .map(|g| {
+            let trait_group = g.trait_group.as_ref().map(|t| match t {
+                TraitGroup::Value(v) => json!({"group": "value", "value": v}),
+                TraitGroup::None => json!({"group": "none", "value": null}),
+                TraitGroup::Other => json!({"group": "other", "value": null}),
+            });
+            let cohorts: Vec<Value> = g
+                .cohorts
+                .iter()
+                .map(|row| {
+                    json!({
+                        "label": row.label,
+                        "start": row.start.to_rfc3339(),
+                        "size": row.size,
+                        "cells": row.cells.iter().map(cell).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            json!({
+                "label": r.group_label(g),
+                "trait": trait_group,
+                "didBehavior": g.did_behavior,
+                "persons": g.persons,
+                "curve": g.curve.iter().map(curve_cell).collect::<Vec<_>>(),
+                "cohorts": cohorts,
+            })
+        })
+        .collect();
+    json!({
+        "period": r.period.as_str(),
+        "periods": r.columns,
+        "split": r.split,
+        "behavior": r.behavior.as_ref().map(|b| json!({"event": b.event, "withinDays": b.within_days})),
+        "from": r.from.map(Millis::to_rfc3339),
+        "to": r.to.map(Millis::to_rfc3339),
+        "asOf": r.as_of.map(Millis::to_rfc3339),
+        "persons": r.persons,
+        "eventsScanned": r.events_scanned,
+        "otherValues": r.other_values,
+        "groups": groups,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -553,6 +553,134 @@ async fn key_changes_take_effect_at_once() {
 }
 
 #[tokio::test]
+async fn cohort_retention_from_history_sent_through_the_api() {
+    let app = spawn_app().await;
+    let ws = app.workspace("Acme").await;
+    let other = app.workspace("Other").await;
+    // Weeks (Monday starts): W0 2024-01-01, W1 01-08, W2 01-15, W3 01-22. No sentAt, so the
+    // timestamps are stored as given.
+    let ev = |kind: &str, user: Option<&str>, anon: Option<&str>, name: &str, at: &str, extra: Value| {
+        let mut m = json!({"type": kind, "timestamp": at});
+        if let Some(u) = user {
+            m["userId"] = json!(u);
+        }
+        if let Some(a) = anon {
+            m["anonymousId"] = json!(a);
+        }
+        match kind {
+            "track" => m["event"] = json!(name),
+            "page" => m["name"] = json!(name),
+            _ => {}
+        }
+        for (k, v) in extra.as_object().into_iter().flatten() {
+            m[k] = v.clone();
+        }
+        m
+    };
+    let batch = json!({"batch": [
+        // ada: an anonymous page view, then she signs up and identifies.
+        ev("page", None, Some("v1"), "Pricing", "2024-01-02T10:00:00Z", json!({})),
+        ev("identify", Some("ada"), Some("v1"), "", "2024-01-02T10:05:00Z", json!({"traits": {"plan": "pro"}})),
+        ev("track", Some("ada"), None, "Invite Sent", "2024-01-03T10:00:00Z", json!({})),
+        ev("track", Some("ada"), None, "Opened", "2024-01-16T10:00:00Z", json!({})),
+        // bob: W0 and W1, on the free plan.
+        ev("track", Some("bob"), None, "Opened", "2024-01-03T11:00:00Z", json!({})),
+        ev("identify", Some("bob"), None, "", "2024-01-03T11:00:00Z", json!({"traits": {"plan": "free"}})),
+        ev("track", Some("bob"), None, "Opened", "2024-01-10T11:00:00Z", json!({})),
+        // cy: W1 and W3, never identified; a message sent to her is not activity.
+        ev("track", Some("cy"), None, "Opened", "2024-01-09T09:00:00Z", json!({})),
+        ev("track", Some("cy"), None, "Opened", "2024-01-23T09:00:00Z", json!({})),
+        ev("track", Some("cy"), None, "Message Sent", "2024-02-20T09:00:00Z", json!({})),
+    ]});
+    let (status, answer) = app.post("/v1/batch", Some(&ws.write), batch.to_string()).await;
+    assert_eq!((status, answer["accepted"].as_u64()), (StatusCode::OK, Some(10)), "{answer}");
+    let theirs =
+        json!({"batch": [ev("track", Some("zed"), None, "Opened", "2024-01-01T09:00:00Z", json!({}))]});
+    assert_eq!(app.post("/v1/batch", Some(&other.write), theirs.to_string()).await.0, StatusCode::OK);
+
+    let rows = |group: &Value| -> Vec<(String, u64, Vec<Option<u64>>)> {
+        group["cohorts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                let cells = c["cells"].as_array().unwrap().iter().map(|x| x["active"].as_u64()).collect();
+                (c["label"].as_str().unwrap().to_owned(), c["size"].as_u64().unwrap(), cells)
+            })
+            .collect()
+    };
+    let row = |label: &str, size: u64, cells: &[Option<u64>]| (label.to_owned(), size, cells.to_vec());
+
+    let (status, weekly) = app.get("/v1/cohorts/retention", &ws.secret).await;
+    assert_eq!(status, StatusCode::OK, "{weekly}");
+    assert_eq!(weekly["period"], "week");
+    assert_eq!((weekly["persons"].as_u64(), weekly["periods"].as_u64()), (Some(3), Some(4)), "{weekly}");
+    assert_eq!(weekly["asOf"], "2024-01-23T09:00:00.000Z", "system events are not activity");
+    let all = &weekly["groups"][0];
+    assert_eq!(all["label"], "all");
+    assert_eq!(
+        rows(all),
+        [
+            row("2024-01-01", 2, &[Some(2), Some(1), Some(1), Some(0)]),
+            row("2024-01-08", 1, &[Some(1), Some(0), Some(1), None])
+        ]
+    );
+    assert_eq!(all["cohorts"][0]["cells"][1]["fraction"], 0.5);
+    assert_eq!(all["cohorts"][1]["cells"][3], Value::Null);
+    assert_eq!(all["curve"][1], json!({"active": 1, "persons": 3, "fraction": 1.0 / 3.0}));
+
+    let (status, by_plan) = app.get("/v1/cohorts/retention?split=plan&periods=2", &ws.secret).await;
+    assert_eq!(status, StatusCode::OK, "{by_plan}");
+    let groups = by_plan["groups"].as_array().unwrap();
+    let labels: Vec<&str> = groups.iter().map(|g| g["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["plan = free", "plan = pro", "plan (none)"]);
+    assert_eq!(groups[1]["trait"], json!({"group": "value", "value": "pro"}));
+    assert_eq!(groups[2]["trait"], json!({"group": "none", "value": null}));
+    assert_eq!(rows(&groups[0]), [row("2024-01-01", 1, &[Some(1), Some(1)])]);
+    assert_eq!(rows(&groups[1]), [row("2024-01-01", 1, &[Some(1), Some(0)])]);
+    assert_eq!(rows(&groups[2]), [row("2024-01-08", 1, &[Some(1), Some(0)])]);
+
+    let (status, by_invite) =
+        app.get("/v1/cohorts/retention?behavior=Invite%20Sent&within_days=7&period=month", &ws.secret).await;
+    assert_eq!(status, StatusCode::OK, "{by_invite}");
+    let groups = by_invite["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!((groups[0]["didBehavior"].as_bool(), groups[0]["persons"].as_u64()), (Some(true), Some(1)));
+    assert_eq!((groups[1]["didBehavior"].as_bool(), groups[1]["persons"].as_u64()), (Some(false), Some(2)));
+    assert_eq!(rows(&groups[1]), [row("2024-01", 2, &[Some(2)])]);
+
+    let (status, bounded) = app.get("/v1/cohorts/retention?from=2024-01-08&to=2024-01-15", &ws.secret).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(rows(&bounded["groups"][0]), [row("2024-01-08", 1, &[Some(1), Some(0), Some(1)])]);
+
+    // Tenancy: the other workspace's key sees only its own person.
+    let (status, theirs) = app.get("/v1/cohorts/retention", &other.secret).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(theirs["persons"], 1);
+    assert_eq!(rows(&theirs["groups"][0]), [row("2024-01-01", 1, &[Some(1)])]);
+
+    for bad in [
+        "period=day",
+        "periods=0",
+        "behavior=Invite%20Sent",
+        "within_days=7",
+        "from=yesterday",
+        "from=2024-02-01&to=2024-01-01",
+        "split=a&split=b",
+        "perods=3",
+    ] {
+        let (status, body) = app.get(&format!("/v1/cohorts/retention?{bad}"), &ws.secret).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_parameter")),
+            "{bad}"
+        );
+    }
+    let (status, body) = app.get("/v1/cohorts/retention", &ws.write).await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("wrong_key_kind")));
+}
+
+#[tokio::test]
 async fn operations_endpoints() {
     let app = spawn_app().await;
     let res = app.http.get(format!("{}/healthz", app.url)).send().await.unwrap();

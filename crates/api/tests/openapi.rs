@@ -825,6 +825,17 @@ async fn real_responses_match_the_documented_schemas() {
     let (status, body) = app.call("get", events, get("/v1/users/nobody/events")).await;
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "user_not_found"));
 
+    // Retention cohorts, split by a trait and by a behaviour.
+    let cohorts = "/v1/cohorts/retention";
+    let query = "/v1/cohorts/retention?split=plan&behavior=Order%20Completed&within_days=7&periods=4";
+    let (status, report) = app.call("get", cohorts, get(query)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(report["persons"].as_u64() > Some(0), "{report}");
+    let (status, body) = app.call("get", cohorts, get("/v1/cohorts/retention?period=day")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
+    let (status, body) = app.call("get", cohorts, app.request("get", cohorts)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "missing_key"));
+
     // The tracking plan: empty, then set in warn mode (events are flagged), then reject mode.
     let plan = "/v1/tracking-plan";
     let (status, empty) = app.call("get", plan, get(plan)).await;
