@@ -26,6 +26,8 @@ use crate::tracker::{Tracker, Transition};
 
 /// The name this consumer's checkpoint and rows are stored under.
 pub const CONSUMER: &str = "profiles";
+/// Shortest time between two sweeps started by catching up with the log.
+const CAUGHT_UP_SWEEP_GAP: Duration = Duration::from_secs(3);
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -92,17 +94,27 @@ pub struct ProfileEngine {
     store: Arc<dyn Store>,
     config: Arc<EngineConfig>,
     workspaces: Arc<RwLock<HashMap<WorkspaceId, Arc<RwLock<WorkspaceProfiles>>>>>,
+    sweeps: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ProfileEngine {
     pub fn new(store: Arc<dyn Store>, config: EngineConfig) -> Self {
-        Self { store, config: Arc::new(config), workspaces: Default::default() }
+        Self { store, config: Arc::new(config), workspaces: Default::default(), sweeps: Default::default() }
+    }
+
+    /// How many periodic sweeps [`ProfileEngine::run`] has completed.
+    pub fn sweeps(&self) -> u64 {
+        self.sweeps.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs until `stop` resolves, then commits what it has folded in.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
-        let mut last_sweep = Instant::now();
+        // A sweep runs when the engine has just caught up with the log (at most every few
+        // seconds), so stages are right as of now soon after a burst of traffic or a start,
+        // and at least every interval, busy or not.
+        let mut last_sweep: Option<Instant> = None;
+        let mut was_busy = true;
         loop {
             let busy = match self.poll_once().await {
                 Ok(busy) => busy,
@@ -111,10 +123,21 @@ impl ProfileEngine {
                     false
                 }
             };
-            if last_sweep.elapsed() >= self.config.sweep_interval {
-                last_sweep = Instant::now();
-                if let Err(e) = self.sweep(Millis::now().0).await {
-                    tracing::error!(error = %e, "lifecycle sweep failed");
+            let sweep_due = match last_sweep {
+                None => !busy,
+                Some(at) => {
+                    at.elapsed() >= self.config.sweep_interval
+                        || (was_busy && !busy && at.elapsed() >= CAUGHT_UP_SWEEP_GAP)
+                }
+            };
+            was_busy = busy;
+            if sweep_due {
+                last_sweep = Some(Instant::now());
+                match self.sweep(Millis::now().0).await {
+                    Ok(_) => {
+                        self.sweeps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    Err(e) => tracing::error!(error = %e, "lifecycle sweep failed"),
                 }
             }
             let pause = if busy { Duration::ZERO } else { self.config.poll_interval };
