@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod cohorts;
 mod config;
 mod demo;
 mod loadgen;
@@ -75,6 +76,11 @@ enum Command {
     },
     /// Simulate a SaaS population (with hidden ground truth) into a JSON-lines file or a server.
     Simulate(simulate::SimulateArgs),
+    /// Retention cohorts of a workspace, as a table (or JSON).
+    Cohorts {
+        #[command(subcommand)]
+        command: cohorts::CohortsCommand,
+    },
     /// Benchmarks.
     Bench {
         #[command(subcommand)]
@@ -295,6 +301,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Simulate(args) => {
             init_logging(LogFormat::Text, "warn");
             simulate::run(args).await?;
+        }
+        Command::Cohorts { command } => {
+            init_logging(LogFormat::Text, "warn");
+            cohorts::run(command).await?;
         }
         Command::Bench { command: BenchCommand::Ingest(args) } => {
             init_logging(LogFormat::Text, "warn");

@@ -2,6 +2,7 @@
 
 mod cli;
 mod clients;
+mod cohorts;
 mod durability;
 mod helpers;
 mod postgres;
