@@ -154,6 +154,19 @@ fn checkpoint_loop(conn: Connection, store: std::sync::Weak<Inner>) {
     }
 }
 
+/// A workspace's log after a seq: walks `events_log`, never the workspace's whole history.
+fn events_after_sql() -> String {
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE workspace_id = ?2 AND seq > ?1 ORDER BY seq LIMIT ?3")
+}
+
+/// One person's log before a seq: their rows of `events_person`, not the workspace's log.
+fn person_log_sql() -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_person
+         WHERE workspace_id = ?1 AND person_id = ?2 AND seq < ?3 ORDER BY seq"
+    )
+}
+
 fn open_connection(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(map_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(map_err)?;
@@ -649,12 +662,10 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StoredEvent>> {
         let ws = workspace.clone();
         self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 AND workspace_id = ?2 ORDER BY seq LIMIT ?3"
-                ))
+            let mut stmt = c.prepare_cached(&events_after_sql()).map_err(map_err)?;
+            let rows = stmt
+                .query_map(params![after_seq, ws.as_str(), limit as i64], event_from_row)
                 .map_err(map_err)?;
-            let rows = stmt.query_map(params![after_seq, ws.as_str(), limit as i64], event_from_row).map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)
         })
         .await
@@ -692,12 +703,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<StoredEvent>> {
         let ws = workspace.clone();
         self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM events
-                     WHERE workspace_id = ?1 AND person_id = ?2 AND seq < ?3 ORDER BY seq"
-                ))
-                .map_err(map_err)?;
+            let mut stmt = c.prepare_cached(&person_log_sql()).map_err(map_err)?;
             let rows =
                 stmt.query_map(params![ws.as_str(), person, before_seq], event_from_row).map_err(map_err)?;
             rows.collect::<rusqlite::Result<_>>().map_err(map_err)
@@ -1025,4 +1031,26 @@ fn insert_key(tx: &rusqlite::Transaction<'_>, ws: &WorkspaceId, key: &NewKey) ->
         "INSERT INTO api_keys (id, hash, workspace_id, kind, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![key.id, &key.hash.0[..], ws.as_str(), key.kind.as_str(), key.created_at.0],
     )
+}
+
+#[cfg(test)]
+mod plans {
+    use super::*;
+
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map(params![0, "ws", 10], |r| r.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+    }
+
+    #[test]
+    fn log_reads_use_their_indexes_and_never_sort() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let conn = open_connection(store.path()).unwrap();
+        let after = plan(&conn, &events_after_sql());
+        assert!(after.contains("events_log") && !after.contains("TEMP B-TREE"), "{after}");
+        let person = plan(&conn, &person_log_sql());
+        assert!(person.contains("events_person"), "{person}");
+    }
 }

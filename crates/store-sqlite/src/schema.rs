@@ -101,6 +101,11 @@ CREATE TABLE models (
     PRIMARY KEY (workspace_id, kind, version)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Log order per workspace, for consumers: without it a read of the log after a seq would scan
+-- and sort the workspace's whole history for every page.
+CREATE INDEX events_log ON events (workspace_id, seq);
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
