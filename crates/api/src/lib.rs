@@ -29,6 +29,7 @@ use whisperer_core::{EventType, KeyKind, Millis};
 use whisperer_ingest::enrich::RequestMeta;
 use whisperer_ingest::plan::CompiledPlan;
 use whisperer_ingest::{Endpoint, Ingestor};
+use whisperer_models::ChurnModels;
 use whisperer_profiles::ProfileEngine;
 use whisperer_store::{EventCursor, Store};
 
@@ -75,6 +76,7 @@ struct Inner {
     registry: Registry,
     http: HttpMetrics,
     profiles: Option<ProfileEngine>,
+    churn: Option<Arc<ChurnModels>>,
 }
 
 impl AppState {
@@ -82,12 +84,13 @@ impl AppState {
     /// `/metrics` then serves.
     ///
     /// `profiles`, when given, is the live profile engine whose view `GET /v1/users/{id}`
-    /// includes.
+    /// includes, with a churn score when `churn` has a model for the workspace.
     pub fn new(
         store: Arc<dyn Store>,
         ingestor: Arc<Ingestor>,
         mut registry: Registry,
         profiles: Option<ProfileEngine>,
+        churn: Option<Arc<ChurnModels>>,
     ) -> Self {
         let http = HttpMetrics {
             requests: Family::default(),
@@ -104,7 +107,7 @@ impl AppState {
             http.duration.clone(),
         );
         let keys = KeyCache::new(store.clone());
-        Self { inner: Arc::new(Inner { store, ingestor, keys, registry, http, profiles }) }
+        Self { inner: Arc::new(Inner { store, ingestor, keys, registry, http, profiles, churn }) }
     }
 }
 
@@ -299,10 +302,35 @@ async fn get_user(
     let counts = store.event_counts(&caller.workspace, person.id).await?;
     let traits = store.identify_traits(&caller.workspace, person.id).await?;
     let mut body = views::user_json(&user_id, &person, &counts, &traits);
-    let profile =
-        state.inner.profiles.as_ref().and_then(|p| p.view(&caller.workspace, person.id, Millis::now().0));
+    let now = Millis::now().0;
+    let profile = state.inner.profiles.as_ref().and_then(|p| p.view(&caller.workspace, person.id, now));
     body["profile"] = profile.as_ref().map_or(serde_json::Value::Null, views::profile_json);
+    if let Some(view) = &profile {
+        body["profile"]["churn"] = churn_score(&state, &caller.workspace, person.id, view.as_of)
+            .map_or(serde_json::Value::Null, |(version, kind, score)| {
+                views::churn_json(version, kind, &score)
+            });
+    }
     Ok(axum::Json(body))
+}
+
+/// The churn score of a person's live profile, when the workspace has a model in service.
+fn churn_score(
+    state: &AppState,
+    ws: &whisperer_core::WorkspaceId,
+    person: whisperer_core::PersonId,
+    as_of: i64,
+) -> Option<(i64, &'static str, whisperer_models::Score)> {
+    let served = state.inner.churn.as_ref()?.get(ws)?;
+    let profiles = state.inner.profiles.as_ref()?;
+    let spec = &served.model.spec;
+    let x = profiles.with_workspace(ws, |w| {
+        let mut x = Vec::with_capacity(spec.len());
+        spec.vector(w.profiles.get(&person)?, &w.tracker.dict, as_of, &mut x);
+        Some(x)
+    })??;
+    let score = served.model.score(&x, 1).pop()?;
+    Some((served.version, served.model.report.chosen.as_str(), score))
 }
 
 #[derive(Deserialize)]

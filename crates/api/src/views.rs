@@ -157,6 +157,19 @@ pub fn profile_json(p: &ProfileView) -> Value {
     })
 }
 
+/// A churn score with its reasons: the features that raised it most, with their values and
+/// contributions to the log-odds.
+pub fn churn_json(version: i64, model: &str, score: &whisperer_models::Score) -> Value {
+    json!({
+        "probability": score.probability,
+        "model": model,
+        "modelVersion": version,
+        "reasons": score.reasons.iter().map(|(feature, value, contribution)| json!({
+            "feature": feature, "value": value, "contribution": contribution,
+        })).collect::<Vec<_>>(),
+    })
+}
+
 /// A retention report: per group (trait value and/or behaviour side), one row per cohort with
 /// the persons active in each period since their first activity (`null` where not observed yet),
 /// and the group's curve (cohorts weighted by size, observed cells only).

@@ -43,7 +43,7 @@ async fn spawn_app_with(config: IngestConfig) -> TestApp {
         },
     );
     tokio::spawn(profiles.clone().run(std::future::pending()));
-    let app = whisperer_api::router(AppState::new(store.clone(), ingestor, registry, Some(profiles)));
+    let app = whisperer_api::router(AppState::new(store.clone(), ingestor, registry, Some(profiles), None));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod churn;
 mod cohorts;
 mod config;
 mod demo;
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use whisperer_core::KeyKind;
+use whisperer_core::{KeyKind, Millis};
 
 use crate::config::{Config, LogFormat, StoreArgs};
 
@@ -76,6 +77,11 @@ enum Command {
     },
     /// Simulate a SaaS population (with hidden ground truth) into a JSON-lines file or a server.
     Simulate(simulate::SimulateArgs),
+    /// Churn prediction: train a workspace's model, score its users.
+    Churn {
+        #[command(subcommand)]
+        command: ChurnCommand,
+    },
     /// Retention cohorts of a workspace, as a table (or JSON).
     Cohorts {
         #[command(subcommand)]
@@ -164,6 +170,38 @@ enum ExportCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum ChurnCommand {
+    /// Train on the workspace's log up to --as-of and store the model as its new version;
+    /// prints validation AUC, log-loss and Brier score of each candidate and the chosen one.
+    Train {
+        #[arg(long)]
+        workspace: String,
+        /// Use only events up to this time (ISO-8601) [default: now].
+        #[arg(long, value_parser = parse_time)]
+        as_of: Option<Millis>,
+        /// Churned = no activity within this many days after a cut-off.
+        #[arg(long, default_value_t = 14)]
+        horizon_days: u32,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// CSV `user_id,churn_probability,top_reasons` for every user seen up to --as-of, from
+    /// events up to then, with the newest model trained on data up to then.
+    Score {
+        #[arg(long)]
+        workspace: String,
+        #[arg(long, value_parser = parse_time)]
+        as_of: Option<Millis>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn parse_time(s: &str) -> Result<Millis, String> {
+    whisperer_core::time::parse_iso8601(s).map_err(|e| format!("{e}: {s:?}"))
 }
 
 #[derive(Subcommand)]
@@ -284,6 +322,25 @@ async fn main() -> anyhow::Result<()> {
                 None => transfer::export_events(&db, &ws, &mut std::io::stdout().lock()).await?,
             };
             eprintln!("exported {written} events");
+        }
+        Command::Churn { command } => {
+            init_logging(LogFormat::Text, "warn");
+            match command {
+                ChurnCommand::Train { workspace, as_of, horizon_days, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    let as_of = as_of.unwrap_or_else(Millis::now);
+                    churn::train(&db, &ws, as_of, horizon_days, &mut std::io::stdout().lock()).await?;
+                }
+                ChurnCommand::Score { workspace, as_of, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    let as_of = as_of.unwrap_or_else(Millis::now);
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    churn::score(&db, &ws, as_of, &mut out).await?;
+                    out.flush()?;
+                }
+            }
         }
         Command::Import { file, workspace, store } => {
             init_logging(LogFormat::Text, "warn");

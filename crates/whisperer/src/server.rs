@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use whisperer_api::AppState;
+use whisperer_models::ChurnModels;
 use whisperer_profiles::{EngineConfig, ProfileEngine};
 use whisperer_store::Store;
 use whisperer_store_postgres::PgStore;
@@ -34,6 +35,7 @@ pub struct Server {
     pub addr: SocketAddr,
     grace: std::time::Duration,
     profiles: ProfileEngine,
+    churn: Arc<ChurnModels>,
 }
 
 impl Server {
@@ -42,12 +44,19 @@ impl Server {
         let ingestor =
             Arc::new(config.ingest.build(store.clone(), &mut registry).context("invalid [ingest] config")?);
         let profiles = ProfileEngine::new(store.clone(), EngineConfig::default());
-        let app = whisperer_api::router(AppState::new(store, ingestor, registry, Some(profiles.clone())));
+        let churn = Arc::new(ChurnModels::new(store.clone()));
+        let state = AppState::new(store, ingestor, registry, Some(profiles.clone()), Some(churn.clone()));
+        let app = whisperer_api::router(state);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Self { listener, app, addr, grace: config.shutdown_grace.as_std(), profiles })
+        Ok(Self { listener, app, addr, grace: config.shutdown_grace.as_std(), profiles, churn })
+    }
+
+    /// The live profile engine this server runs.
+    pub fn profiles(&self) -> ProfileEngine {
+        self.profiles.clone()
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
@@ -58,6 +67,11 @@ impl Server {
         let mut engine_stop = stopping.clone();
         let engine = tokio::spawn(self.profiles.run(async move {
             let _ = engine_stop.wait_for(|s| *s).await;
+        }));
+        // New churn models (from `whisperer churn train`) go into service within two seconds.
+        let mut models_stop = stopping.clone();
+        tokio::spawn(self.churn.run(std::time::Duration::from_secs(2), async move {
+            let _ = models_stop.wait_for(|s| *s).await;
         }));
         let service = self.app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(async move {

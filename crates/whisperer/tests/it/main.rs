@@ -1,5 +1,6 @@
 //! Integration tests of the `whisperer` binary: real processes, real stores, real clients.
 
+mod churn;
 mod cli;
 mod clients;
 mod cohorts;
