@@ -216,10 +216,11 @@ impl Replay {
             }
             if o.activity {
                 for (k, c) in cutoffs[..next_cutoff].iter().enumerate() {
-                    if o.timestamp > *c && o.timestamp <= c + horizon {
-                        if let Some(i) = open[k].remove(person) {
-                            ex.y[i] = false;
-                        }
+                    if o.timestamp > *c
+                        && o.timestamp <= c + horizon
+                        && let Some(i) = open[k].remove(person)
+                    {
+                        ex.y[i] = false;
                     }
                 }
             }

@@ -3,6 +3,9 @@
 //! With a few dozen features Newton's method converges in a handful of iterations, each one
 //! pass over the data plus a small Cholesky solve, so no optimisation crate is needed.
 
+// Index loops over row-major matrices read closer to the algebra than iterator chains.
+#![allow(clippy::needless_range_loop)]
+
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

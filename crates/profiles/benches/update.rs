@@ -57,9 +57,9 @@ fn main() {
         .map(|i| {
             let r = rng.next();
             let mut o = Observation::activity(T0 + (i as i64) * (90 * DAY / n as i64), Some((r % 12) as u16));
-            o.feature = (r % 3 == 0).then_some((r >> 8) as u16 % 20);
+            o.feature = r.is_multiple_of(3).then_some((r >> 8) as u16 % 20);
             o.local_hour = Some((r >> 16) as u8 % 24);
-            o.revenue = (r % 50 == 0).then_some(9.99);
+            o.revenue = r.is_multiple_of(50).then_some(9.99);
             ((r >> 24) as usize % USERS, o)
         })
         .map(|(u, o)| (u as i64, o))

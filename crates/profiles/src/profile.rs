@@ -537,7 +537,7 @@ mod tests {
             rng ^= rng << 17;
             // in order over ~200 days, with a few late arrivals up to 3 days back
             let base = T0 + (events.len() as i64) * DAY_MS / 10;
-            let late = if rng % 10 == 0 { (rng % 3) as i64 * DAY_MS } else { 0 };
+            let late = if rng.is_multiple_of(10) { (rng % 3) as i64 * DAY_MS } else { 0 };
             events.push(Observation::activity(base - late, Some((rng % 5) as u16)));
         }
         let p = fold(&events);

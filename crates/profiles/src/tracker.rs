@@ -80,7 +80,7 @@ impl Tracker {
         profile.stage = stage;
         profile.stage_since = at;
         // Entering the first stage is not a change worth an event.
-        (from != stage).then(|| Transition {
+        (from != stage).then_some(Transition {
             person,
             from,
             to: stage,
