@@ -73,14 +73,15 @@ impl Tracker {
         let features = profile.features(at);
         let score = Engagement::of(&features).score;
         let stage = self.lifecycle.stage(&features, score, profile.stage, profile.stage_since(), at);
-        if stage == profile.stage && profile.stage_since().is_some() {
+        let first = profile.stage_since().is_none();
+        if stage == profile.stage && !first {
             return None;
         }
         let from = profile.stage;
         profile.stage = stage;
         profile.stage_since = at;
         // Entering the first stage is not a change worth an event.
-        (from != stage).then_some(Transition {
+        (!first && from != stage).then_some(Transition {
             person,
             from,
             to: stage,
