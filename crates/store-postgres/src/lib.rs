@@ -521,6 +521,28 @@ impl Store for PgStore {
         tx.commit().await.map_err(db_err)
     }
 
+    async fn setting(&self, workspace: &WorkspaceId, name: &str) -> Result<Option<String>> {
+        let rows = self
+            .query(
+                "SELECT value FROM settings WHERE workspace_id = $1 AND name = $2",
+                &[&workspace.as_str(), &name],
+            )
+            .await?;
+        rows.first().map(|r| get(r, 0)).transpose()
+    }
+
+    async fn set_setting(&self, workspace: &WorkspaceId, name: &str, value: &str, at: Millis) -> Result<()> {
+        let changed = self
+            .execute(
+                "INSERT INTO settings (workspace_id, name, value, updated_at)
+                 SELECT id, $2, $3, $4 FROM workspaces WHERE id = $1
+                 ON CONFLICT (workspace_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                &[&workspace.as_str(), &name, &value, &at.0],
+            )
+            .await?;
+        if changed == 0 { Err(StoreError::NotFound(format!("workspace {workspace}"))) } else { Ok(()) }
+    }
+
     async fn save_model(
         &self,
         workspace: &WorkspaceId,

@@ -121,6 +121,16 @@ CREATE TABLE models (
     PRIMARY KEY (workspace_id, kind, version)
 );
 "#,
+    r#"
+-- Per-workspace settings (lifecycle thresholds, ...) as JSON text by name.
+CREATE TABLE settings (
+    workspace_id text NOT NULL REFERENCES workspaces (id),
+    name         text NOT NULL,
+    value        text NOT NULL,
+    updated_at   bigint NOT NULL,
+    PRIMARY KEY (workspace_id, name)
+);
+"#,
 ];
 
 /// Brings the schema to the latest version, creating `schema` first when given.

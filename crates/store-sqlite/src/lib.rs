@@ -809,6 +809,41 @@ impl Store for SqliteStore {
         })
     }
 
+    async fn setting(&self, workspace: &WorkspaceId, name: &str) -> Result<Option<String>> {
+        let (ws, name) = (workspace.clone(), name.to_owned());
+        self.read(move |c| {
+            c.prepare_cached("SELECT value FROM settings WHERE workspace_id = ?1 AND name = ?2")
+                .map_err(map_err)?
+                .query_row(params![ws.as_str(), name], |r| r.get(0))
+                .optional()
+                .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn set_setting(&self, workspace: &WorkspaceId, name: &str, value: &str, at: Millis) -> Result<()> {
+        let (ws, name, value) = (workspace.clone(), name.to_owned(), value.to_owned());
+        let known = self
+            .write(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let known = tx
+                    .query_row("SELECT 1 FROM workspaces WHERE id = ?1", [ws.as_str()], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if known {
+                    tx.execute(
+                        "INSERT INTO settings (workspace_id, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (workspace_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                        params![ws.as_str(), name, value, at.0],
+                    )?;
+                }
+                tx.commit()?;
+                Ok(known)
+            })
+            .await?;
+        if known { Ok(()) } else { Err(StoreError::NotFound(format!("workspace {workspace}"))) }
+    }
+
     async fn save_model(
         &self,
         workspace: &WorkspaceId,

@@ -106,6 +106,16 @@ CREATE TABLE models (
 -- and sort the workspace's whole history for every page.
 CREATE INDEX events_log ON events (workspace_id, seq);
 "#,
+    r#"
+-- Per-workspace settings (lifecycle thresholds, ...) as JSON text by name.
+CREATE TABLE settings (
+    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    name         TEXT NOT NULL,
+    value        TEXT NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, name)
+) WITHOUT ROWID;
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

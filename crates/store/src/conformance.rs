@@ -34,7 +34,8 @@ macro_rules! conformance_suite {
             raw_and_enrichment_round_trip,
             merges_are_recorded_at_their_batch,
             consumer_state_commits_atomically,
-            model_versions
+            model_versions,
+            settings
         );
     };
     (@tests $make:expr; $($name:ident),*) => {
@@ -510,4 +511,20 @@ pub async fn model_versions(store: &impl Store) {
     assert!(store.list_models(&b, "churn").await.unwrap().is_empty());
     assert!(store.latest_model(&b, "churn", None).await.unwrap().is_none());
     assert_eq!(store.save_model(&b, "churn", Millis(T0), Millis(T0), "{}", b"b").await.unwrap(), 1);
+}
+
+pub async fn settings(store: &impl Store) {
+    let (a, _, _) = workspace(store, "Acme").await;
+    let (b, _, _) = workspace(store, "Beta").await;
+    assert_eq!(store.setting(&a, "lifecycle").await.unwrap(), None);
+    store.set_setting(&a, "lifecycle", r#"{"churned_days":20}"#, Millis(T0)).await.unwrap();
+    store.set_setting(&a, "lifecycle", r#"{"churned_days":40}"#, Millis(T0 + 1)).await.unwrap();
+    assert_eq!(store.setting(&a, "lifecycle").await.unwrap().as_deref(), Some(r#"{"churned_days":40}"#));
+    assert_eq!(store.setting(&a, "other").await.unwrap(), None);
+    assert_eq!(store.setting(&b, "lifecycle").await.unwrap(), None);
+    let unknown = WorkspaceId::generate();
+    assert!(matches!(
+        store.set_setting(&unknown, "lifecycle", "{}", Millis(T0)).await,
+        Err(StoreError::NotFound(_))
+    ));
 }

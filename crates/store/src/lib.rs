@@ -230,6 +230,11 @@ pub trait Store: Send + Sync + 'static {
         commit: ConsumerCommit,
     ) -> Result<()>;
 
+    /// A workspace setting (JSON text) by name; None when it was never set.
+    async fn setting(&self, workspace: &WorkspaceId, name: &str) -> Result<Option<String>>;
+    /// Sets a workspace setting; `NotFound` when the workspace does not exist.
+    async fn set_setting(&self, workspace: &WorkspaceId, name: &str, value: &str, at: Millis) -> Result<()>;
+
     /// Stores a new version of a model of `kind`, which becomes the one in service; returns
     /// its version number.
     async fn save_model(
