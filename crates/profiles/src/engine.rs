@@ -18,7 +18,7 @@ use whisperer_core::{EventType, Millis, NewEvent, PersonId, StoredEvent, Workspa
 use whisperer_store::{ConsumerCommit, PersonMerge, Store, StoreError};
 
 use crate::dictionary::{Dictionary, DictionaryData};
-use crate::lifecycle::LifecycleConfig;
+use crate::lifecycle::{LIFECYCLE_SETTING, LifecycleConfig};
 use crate::observation::LIFECYCLE_EVENT;
 use crate::profile::Profile;
 use crate::table::ProfileTable;
@@ -26,6 +26,8 @@ use crate::tracker::{Tracker, Transition};
 
 /// The name this consumer's checkpoint and rows are stored under.
 pub const CONSUMER: &str = "profiles";
+/// How often workspace settings are read again.
+const SETTINGS_REFRESH: Duration = Duration::from_secs(2);
 /// Shortest time between two sweeps started by catching up with the log.
 const CAUGHT_UP_SWEEP_GAP: Duration = Duration::from_secs(3);
 
@@ -39,6 +41,7 @@ pub struct EngineConfig {
     pub commit_interval: Duration,
     /// How often stages are re-evaluated for the passage of time.
     pub sweep_interval: Duration,
+    /// Thresholds of workspaces that set none of their own.
     pub lifecycle: LifecycleConfig,
 }
 
@@ -72,6 +75,7 @@ pub struct WorkspaceProfiles {
     dirty: HashSet<PersonId>,
     deleted: HashSet<PersonId>,
     last_commit: Instant,
+    settings_read: Option<Instant>,
 }
 
 impl WorkspaceProfiles {
@@ -84,6 +88,7 @@ impl WorkspaceProfiles {
             dirty: HashSet::new(),
             deleted: HashSet::new(),
             last_commit: Instant::now(),
+            settings_read: None,
         }
     }
 }
@@ -157,6 +162,7 @@ impl ProfileEngine {
         let mut busy = false;
         for ws in self.store.list_workspaces().await? {
             let state = self.load(&ws.id).await?;
+            self.read_settings(&ws.id, &state).await?;
             busy |= self.catch_up_batch(&ws.id, &state).await?;
             self.commit_if_due(&ws.id, &state, false).await?;
         }
@@ -175,6 +181,33 @@ impl ProfileEngine {
         for (ws, state) in loaded {
             self.commit_if_due(&ws, &state, force).await?;
         }
+        Ok(())
+    }
+
+    /// Takes up the workspace's lifecycle thresholds (`PUT /v1/settings/lifecycle`) within
+    /// [`SETTINGS_REFRESH`] of a change.
+    async fn read_settings(
+        &self,
+        ws: &WorkspaceId,
+        state: &Arc<RwLock<WorkspaceProfiles>>,
+    ) -> Result<(), EngineError> {
+        let due = state.read().expect("lock").settings_read.is_none_or(|at| at.elapsed() >= SETTINGS_REFRESH);
+        if !due {
+            return Ok(());
+        }
+        let stored = self.store.setting(ws, LIFECYCLE_SETTING).await?;
+        let lifecycle = match stored.as_deref().map(LifecycleConfig::from_json) {
+            None => self.config.lifecycle.clone(),
+            Some(Ok(config)) => config,
+            Some(Err(e)) => {
+                // The API validates before storing; a bad value can only come from elsewhere.
+                tracing::error!(workspace = %ws, error = %e, "ignoring stored lifecycle thresholds");
+                self.config.lifecycle.clone()
+            }
+        };
+        let mut s = state.write().expect("lock");
+        s.tracker.lifecycle = lifecycle;
+        s.settings_read = Some(Instant::now());
         Ok(())
     }
 

@@ -21,7 +21,7 @@ pub mod tracker;
 
 pub use dictionary::Dictionary;
 pub use engine::{EngineConfig, ProfileEngine};
-pub use lifecycle::{LifecycleConfig, Stage};
+pub use lifecycle::{LIFECYCLE_SETTING, LifecycleConfig, Stage};
 pub use observation::{Channel, Observation, observe};
 pub use profile::{Features, Profile};
 pub use score::Engagement;

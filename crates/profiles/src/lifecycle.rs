@@ -87,7 +87,17 @@ impl Default for LifecycleConfig {
 #[error("invalid lifecycle config: {0}")]
 pub struct ConfigError(String);
 
+/// The workspace setting the thresholds are stored under.
+pub const LIFECYCLE_SETTING: &str = "lifecycle";
+
 impl LifecycleConfig {
+    /// Reads thresholds from JSON (missing ones take their defaults) and checks them.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let config: LifecycleConfig = serde_json::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let days = [self.at_risk_days, self.dormant_days, self.churned_days, self.resurrected_days];
         if days.iter().any(|d| !d.is_finite() || *d <= 0.0) {
@@ -195,6 +205,16 @@ mod tests {
         let slump = Features { events_7d: 1, events_prev_7d: 8, ..active(0.0, 9) };
         assert_eq!(c.stage(&slump, 40.0, Stage::Engaged, None, 0), Stage::AtRisk);
         assert_eq!(c.stage(&slump, 40.0, Stage::Activated, None, 0), Stage::Activated);
+    }
+
+    #[test]
+    fn config_reads_partial_json_and_names_bad_fields() {
+        let c = LifecycleConfig::from_json(r#"{"churned_days": 60}"#).unwrap();
+        assert_eq!((c.churned_days, c.dormant_days), (60.0, 14.0));
+        let err = LifecycleConfig::from_json(r#"{"churn_days": 60}"#).unwrap_err().to_string();
+        assert!(err.contains("unknown field `churn_days`"), "{err}");
+        let err = LifecycleConfig::from_json(r#"{"churned_days": 5}"#).unwrap_err().to_string();
+        assert!(err.contains("dormant_days < churned_days"), "{err}");
     }
 
     #[test]

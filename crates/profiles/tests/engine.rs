@@ -202,3 +202,29 @@ async fn two_engines_on_one_workspace_cannot_both_commit() {
     a.catch_up().await.unwrap();
     assert!(b.catch_up().await.is_err(), "the second writer must be refused");
 }
+
+#[tokio::test]
+async fn each_workspace_has_its_own_thresholds() {
+    let (_dir, store, lenient) = setup().await;
+    let strict = Workspace { id: WorkspaceId::generate(), name: "Strict".into(), created_at: Millis(T0) };
+    store.create_workspace(&strict, &[]).await.unwrap();
+    let strict = strict.id;
+    for ws in [&lenient, &strict] {
+        let events: Vec<_> = (0..20)
+            .map(|d| track(ws, &format!("m{d}"), Some("ann"), None, "Search", T0 + d * DAY, json!({})))
+            .collect();
+        store.append(events, Millis(0)).await.unwrap();
+    }
+    let thresholds = r#"{"at_risk_days": 25, "dormant_days": 40, "churned_days": 60}"#;
+    store.set_setting(&lenient, whisperer_profiles::LIFECYCLE_SETTING, thresholds, Millis(T0)).await.unwrap();
+    let engine = ProfileEngine::new(store.clone(), config(100));
+    engine.catch_up().await.unwrap();
+    // 20 days after the last visit: dormant by the defaults (14), still fine by 25/40/60.
+    engine.sweep(T0 + 39 * DAY).await.unwrap();
+    let stage = |ws: &WorkspaceId| {
+        engine.with_workspace(ws, |w| w.profiles.values().next().unwrap().stage()).unwrap()
+    };
+    assert_eq!(stage(&strict), Stage::Dormant);
+    assert_ne!(stage(&lenient), Stage::Dormant);
+    assert_ne!(stage(&lenient), Stage::AtRisk);
+}
