@@ -26,6 +26,7 @@ pub enum ErrorCode {
     InvalidMessage,
     TrackingPlanViolation,
     InvalidTrackingPlan,
+    InvalidSetting,
     InvalidParameter,
     InvalidCursor,
     UserNotFound,
@@ -36,7 +37,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::MissingKey,
         ErrorCode::InvalidKey,
         ErrorCode::WrongKeyKind,
@@ -51,6 +52,7 @@ impl ErrorCode {
         ErrorCode::InvalidMessage,
         ErrorCode::TrackingPlanViolation,
         ErrorCode::InvalidTrackingPlan,
+        ErrorCode::InvalidSetting,
         ErrorCode::InvalidParameter,
         ErrorCode::InvalidCursor,
         ErrorCode::UserNotFound,
@@ -78,6 +80,7 @@ impl ErrorCode {
             InvalidMessage => ("invalid_message", StatusCode::BAD_REQUEST),
             TrackingPlanViolation => ("tracking_plan_violation", StatusCode::BAD_REQUEST),
             InvalidTrackingPlan => ("invalid_tracking_plan", StatusCode::BAD_REQUEST),
+            InvalidSetting => ("invalid_setting", StatusCode::BAD_REQUEST),
             InvalidParameter => ("invalid_parameter", StatusCode::BAD_REQUEST),
             InvalidCursor => ("invalid_cursor", StatusCode::BAD_REQUEST),
             UserNotFound => ("user_not_found", StatusCode::NOT_FOUND),

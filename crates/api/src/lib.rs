@@ -30,7 +30,7 @@ use whisperer_ingest::enrich::RequestMeta;
 use whisperer_ingest::plan::CompiledPlan;
 use whisperer_ingest::{Endpoint, Ingestor};
 use whisperer_models::ChurnModels;
-use whisperer_profiles::ProfileEngine;
+use whisperer_profiles::{LIFECYCLE_SETTING, LifecycleConfig, ProfileEngine};
 use whisperer_store::{EventCursor, Store};
 
 use crate::auth::{Caller, KeyCache, key_from_headers};
@@ -126,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/users/{user_id}/events", get(get_user_events))
         .route("/v1/cohorts/retention", get(get_cohort_retention))
         .route("/v1/tracking-plan", get(get_tracking_plan).put(put_tracking_plan))
+        .route("/v1/settings/lifecycle", get(get_lifecycle).put(put_lifecycle))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -425,6 +426,39 @@ async fn put_tracking_plan(
     state.inner.store.set_tracking_plan(&caller.workspace, &plan).await?;
     state.inner.ingestor.tracking_plan_changed(&caller.workspace);
     Ok(axum::Json(plan))
+}
+
+/// Largest lifecycle settings body: a handful of numbers.
+const MAX_SETTING_BYTES: usize = 16 * 1024;
+
+async fn get_lifecycle(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<axum::Json<LifecycleConfig>, ApiError> {
+    let caller = secret_caller(&state, &headers).await?;
+    let stored = state.inner.store.setting(&caller.workspace, LIFECYCLE_SETTING).await?;
+    let config = stored
+        .map(|text| LifecycleConfig::from_json(&text))
+        .transpose()
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
+        .unwrap_or_default();
+    Ok(axum::Json(config))
+}
+
+async fn put_lifecycle(
+    State(state): State<AppState>,
+    request: Request,
+) -> Result<axum::Json<LifecycleConfig>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let caller = secret_caller(&state, &parts.headers).await?;
+    let body = read_body(body, MAX_SETTING_BYTES, &parts.headers).await?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(ErrorCode::InvalidSetting, "lifecycle thresholds: not UTF-8"))?;
+    let config = LifecycleConfig::from_json(text)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidSetting, format!("lifecycle thresholds: {e}")))?;
+    let stored = serde_json::to_string(&config).expect("serialisable");
+    state.inner.store.set_setting(&caller.workspace, LIFECYCLE_SETTING, &stored, Millis::now()).await?;
+    Ok(axum::Json(config))
 }
 
 /// Parses and compiles a tracking plan; the error names the event whose schema is wrong.

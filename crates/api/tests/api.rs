@@ -417,12 +417,26 @@ async fn keys_of_one_workspace_never_reach_another() {
     assert_eq!(app.stored(&a.id).await, 1);
     assert_eq!(app.stored(&b.id).await, 1);
     // Every read endpoint refuses a key of the wrong workspace's kind and a missing key.
-    for path in ["/v1/users/shared-user", "/v1/users/shared-user/events", "/v1/tracking-plan"] {
+    for path in [
+        "/v1/users/shared-user",
+        "/v1/users/shared-user/events",
+        "/v1/tracking-plan",
+        "/v1/settings/lifecycle",
+    ] {
         let res = app.http.get(format!("{}{path}", app.url)).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{path}");
         let res = app.http.get(format!("{}{path}", app.url)).bearer_auth(&b.write).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{path}");
     }
+    // Settings are per workspace: A's thresholds are not B's.
+    let put = app
+        .http
+        .put(format!("{}/v1/settings/lifecycle", app.url))
+        .bearer_auth(&a.secret)
+        .body(r#"{"churned_days": 90}"#);
+    assert_eq!(put.send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(app.get("/v1/settings/lifecycle", &a.secret).await.1["churned_days"], 90.0);
+    assert_eq!(app.get("/v1/settings/lifecycle", &b.secret).await.1["churned_days"], 30.0);
 }
 
 #[tokio::test]

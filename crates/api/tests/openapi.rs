@@ -876,6 +876,29 @@ async fn real_responses_match_the_documented_schemas() {
     let (status, body) = app.call("put", plan, wrong).await;
     assert_eq!((status, error_code(&body)), (StatusCode::FORBIDDEN, "wrong_key_kind"));
 
+    // Lifecycle thresholds: defaults, then the example, then refusals that name the problem.
+    let lifecycle = "/v1/settings/lifecycle";
+    let (status, defaults) = app.call("get", lifecycle, get(lifecycle)).await;
+    assert_eq!((status, defaults["churned_days"].as_f64()), (StatusCode::OK, Some(30.0)));
+    let put = |body: String| app.request("put", lifecycle).bearer_auth(&ws.secret).body(body);
+    let (status, set) = app.call("put", lifecycle, put(app.example("put", lifecycle).to_string())).await;
+    assert_eq!(
+        (status, set["churned_days"].as_f64(), set["at_risk_days"].as_f64()),
+        (StatusCode::OK, Some(60.0), Some(14.0))
+    );
+    assert_eq!(app.call("get", lifecycle, get(lifecycle)).await.1, set);
+    for bad in [json!({"churn_days": 3}), json!({"churned_days": 5}), json!({"engaged_score": "high"})] {
+        let (status, body) = app.call("put", lifecycle, put(bad.to_string())).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (StatusCode::BAD_REQUEST, "invalid_setting"),
+            "{bad}: {body}"
+        );
+    }
+    assert_eq!(app.call("get", lifecycle, get(lifecycle)).await.1, set, "a refused update changes nothing");
+    let (status, body) = app.call("get", lifecycle, app.request("get", lifecycle)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "missing_key"));
+
     // Metrics last, so every route above has been counted.
     let (status, metrics) = app.call("get", "/metrics", app.request("get", "/metrics")).await;
     assert_eq!(status, StatusCode::OK);
