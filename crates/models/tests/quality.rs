@@ -115,3 +115,57 @@ fn too_little_history_and_one_class_are_clear_errors() {
     assert!(err.to_string().contains("no churned users"), "{err}");
     assert!(matches!(train(&loyal, now, 0), Err(TrainError::Horizon(0))));
 }
+
+/// A shop whose only event is `Order Completed` with `revenue`: customers order at their own
+/// rate until they stop for good.
+#[test]
+fn a_shop_with_one_event_gets_a_working_model() {
+    use rand::{Rng, SeedableRng};
+    let ws = WorkspaceId::generate();
+    let end = 1_717_200_000_000i64;
+    let start = end - 180 * DAY;
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(11);
+    let mut events = Vec::new();
+    for customer in 0..1500i64 {
+        let per_day: f64 = rng.random_range(0.05..0.6);
+        let joined = start + rng.random_range(0..120) * DAY;
+        let stops = joined + rng.random_range(10..400) * DAY;
+        let mut t = joined;
+        while t < end.min(stops) {
+            t += (-(1.0 - rng.random::<f64>()).ln() / per_day * DAY as f64) as i64;
+            let revenue = rng.random_range(5.0..120.0f64);
+            let raw = format!(
+                r#"{{"type":"track","event":"Order Completed","userId":"c{customer}","properties":{{"revenue":{revenue:.2}}}}}"#
+            );
+            events.push(StoredEvent {
+                seq: 0,
+                person_id: customer,
+                event: NewEvent {
+                    workspace_id: ws.clone(),
+                    message_id: format!("o{customer}-{t}"),
+                    event_type: EventType::Track,
+                    name: Some("Order Completed".into()),
+                    user_id: Some(format!("c{customer}")),
+                    anonymous_id: None,
+                    previous_id: None,
+                    timestamp: Millis(t),
+                    received_at: Millis(t),
+                    raw,
+                    enrichment: "{}".into(),
+                },
+            });
+        }
+    }
+    let replay = Replay::new(events, end);
+    let model = train(&replay, end, 14).unwrap();
+    let r = &model.report;
+    assert!(r.features.contains(&"count:Order Completed".to_string()), "{:?}", r.features);
+    let best = r.logistic.auc.max(r.gradient_boosting.auc);
+    assert!(best > 0.7 && best >= r.recency_auc - 0.01, "{r:?}");
+    let (persons, x) = replay.current(&model.spec, end);
+    let scores = model.score(&x, persons.len());
+    assert!(scores.iter().all(|s| (0.0..=1.0).contains(&s.probability) && s.probability.is_finite()));
+    assert!(
+        scores.iter().any(|s| s.reasons.iter().any(|(f, _, _)| f.contains("revenue") || f.contains("Order")))
+    );
+}

@@ -17,6 +17,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use whisperer_core::{KeyKind, Millis};
+use whisperer_profiles::{LIFECYCLE_SETTING, LifecycleConfig};
 
 use crate::config::{Config, LogFormat, StoreArgs};
 
@@ -77,6 +78,11 @@ enum Command {
     },
     /// Simulate a SaaS population (with hidden ground truth) into a JSON-lines file or a server.
     Simulate(simulate::SimulateArgs),
+    /// Set or show a workspace's lifecycle thresholds.
+    Lifecycle {
+        #[command(subcommand)]
+        command: LifecycleCommand,
+    },
     /// Churn prediction: train a workspace's model, score its users.
     Churn {
         #[command(subcommand)]
@@ -167,6 +173,26 @@ enum ExportCommand {
         /// Write to this file instead of stdout.
         #[arg(long)]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum LifecycleCommand {
+    /// Set thresholds from a JSON file, e.g. {"at_risk_days": 14, "churned_days": 60}; missing
+    /// ones take their defaults. A running server applies them within two seconds.
+    Set {
+        file: PathBuf,
+        #[arg(long)]
+        workspace: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print the thresholds in force.
+    Get {
+        #[arg(long)]
+        workspace: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -322,6 +348,30 @@ async fn main() -> anyhow::Result<()> {
                 None => transfer::export_events(&db, &ws, &mut std::io::stdout().lock()).await?,
             };
             eprintln!("exported {written} events");
+        }
+        Command::Lifecycle { command } => {
+            init_logging(LogFormat::Text, "warn");
+            match command {
+                LifecycleCommand::Set { file, workspace, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let config = LifecycleConfig::from_json(&text)?;
+                    db.set_setting(&ws, LIFECYCLE_SETTING, &serde_json::to_string(&config)?, Millis::now())
+                        .await?;
+                    print_json(&serde_json::to_value(&config)?)?;
+                }
+                LifecycleCommand::Get { workspace, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    let config = match db.setting(&ws, LIFECYCLE_SETTING).await? {
+                        Some(text) => LifecycleConfig::from_json(&text)?,
+                        None => LifecycleConfig::default(),
+                    };
+                    print_json(&serde_json::to_value(&config)?)?;
+                }
+            }
         }
         Command::Churn { command } => {
             init_logging(LogFormat::Text, "warn");

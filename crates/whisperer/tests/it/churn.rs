@@ -77,3 +77,24 @@ async fn train_score_and_serve_a_churn_model() {
     assert!((0.0..=1.0).contains(&churn["probability"].as_f64().unwrap()));
     assert!(view["profile"]["stage"].is_string());
 }
+
+#[test]
+fn lifecycle_thresholds_through_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let ws = create_workspace(dir.path(), "shop");
+    let store = ["--workspace", ws.id.as_str(), "--data-dir", data];
+    let out = run_ok(whisperer().args(["lifecycle", "get"]).args(store));
+    let defaults: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(defaults["churned_days"], 30.0);
+    let file = dir.path().join("lifecycle.json");
+    std::fs::write(&file, r#"{"at_risk_days": 20, "dormant_days": 40, "churned_days": 90}"#).unwrap();
+    run_ok(whisperer().args(["lifecycle", "set"]).arg(&file).args(store));
+    let out = run_ok(whisperer().args(["lifecycle", "get"]).args(store));
+    let set: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((set["churned_days"].as_f64(), set["activation_active_days"].as_u64()), (Some(90.0), Some(3)));
+    std::fs::write(&file, r#"{"dormant_days": 400}"#).unwrap();
+    let out = whisperer().args(["lifecycle", "set"]).arg(&file).args(store).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dormant_days < churned_days"), "{out:?}");
+}
