@@ -281,6 +281,28 @@ impl ChurnModel {
         Ok(model)
     }
 
+    /// Calibrated probabilities alone, for row-major feature rows (faster than [`Self::score`]).
+    pub fn probabilities(&self, x: &[f64], rows: usize) -> Vec<f64> {
+        let cols = self.spec.len();
+        let (a, b) = self.calibration;
+        let raw: Vec<f64> = match (&self.scorer, &self.booster) {
+            (Scorer::GradientBoosting(_), Some(booster)) => {
+                let mut column_major = vec![0.0; rows * cols];
+                for r in 0..rows {
+                    for c in 0..cols {
+                        column_major[c * rows + r] = x[r * cols + c];
+                    }
+                }
+                booster.predict(&Matrix::new(&column_major, rows, cols), true)
+            }
+            (Scorer::Logistic(lr), _) => {
+                (0..rows).map(|r| lr.log_odds(&x[r * cols..(r + 1) * cols])).collect()
+            }
+            (Scorer::GradientBoosting(_), None) => unreachable!("boosters are rebuilt on load"),
+        };
+        raw.into_iter().map(|z| sigmoid(a * z + b)).collect()
+    }
+
     /// Calibrated probabilities and reasons for row-major feature rows.
     pub fn score(&self, x: &[f64], rows: usize) -> Vec<Score> {
         let cols = self.spec.len();
@@ -297,12 +319,15 @@ impl ChurnModel {
                 }
                 let m = Matrix::new(&column_major, rows, cols);
                 let parts = booster.predict_contributions(&m, ContributionsMethod::Weight, true);
-                // one row of parts: cols contributions, then the bias
-                for r in 0..rows {
-                    contributions[r * cols..(r + 1) * cols]
-                        .copy_from_slice(&parts[r * (cols + 1)..r * (cols + 1) + cols]);
-                }
-                booster.predict(&m, true)
+                // One row of parts: cols contributions, then the bias; with leaf weights they sum
+                // to the raw prediction, so no second pass over the trees is needed.
+                (0..rows)
+                    .map(|r| {
+                        let row = &parts[r * (cols + 1)..(r + 1) * (cols + 1)];
+                        contributions[r * cols..(r + 1) * cols].copy_from_slice(&row[..cols]);
+                        row.iter().sum()
+                    })
+                    .collect()
             }
             (Scorer::Logistic(lr), _) => (0..rows)
                 .map(|r| {
