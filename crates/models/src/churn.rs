@@ -6,7 +6,7 @@
 //! window closes by the validation cut-off, so nothing a training label saw comes after the
 //! validation features.
 
-use forust_ml::gradientbooster::{ContributionsMethod, GradientBooster};
+use forust_ml::gradientbooster::GradientBooster;
 use forust_ml::{Matrix, objective::ObjectiveType};
 use serde::{Deserialize, Serialize};
 
@@ -99,8 +99,91 @@ pub struct ChurnModel {
     scorer: Scorer,
     /// Platt scaling of the raw score: p = sigmoid(a * raw + b).
     calibration: (f64, f64),
+    /// The trees of a boosting model, flattened for scoring (rebuilt on load).
     #[serde(skip)]
-    booster: Option<GradientBooster>,
+    booster: Option<Forest>,
+}
+
+/// Boosted trees as flat arrays: scoring walks row-major features directly, without the
+/// column-major copy and per-tree passes the training library's predictor makes.
+#[derive(Clone, Debug)]
+struct Forest {
+    base: f64,
+    roots: Vec<u32>,
+    nodes: Vec<FlatNode>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FlatNode {
+    feature: u32,
+    threshold: f64,
+    left: u32,
+    right: u32,
+    missing: u32,
+    weight: f64,
+    leaf: bool,
+}
+
+impl Forest {
+    fn of(booster: &GradientBooster) -> Self {
+        let mut forest = Forest { base: booster.base_score, roots: Vec::new(), nodes: Vec::new() };
+        for tree in &booster.trees {
+            let offset = forest.nodes.len() as u32;
+            forest.roots.push(offset);
+            forest.nodes.extend(tree.nodes.iter().map(|n| FlatNode {
+                feature: n.split_feature as u32,
+                threshold: n.split_value,
+                left: offset + n.left_child as u32,
+                right: offset + n.right_child as u32,
+                missing: offset + n.missing_node as u32,
+                weight: n.weight_value as f64,
+                leaf: n.is_leaf,
+            }));
+        }
+        forest
+    }
+
+    fn child(&self, node: &FlatNode, row: &[f64]) -> u32 {
+        let v = row[node.feature as usize];
+        if v.is_nan() {
+            node.missing
+        } else if v < node.threshold {
+            node.left
+        } else {
+            node.right
+        }
+    }
+
+    /// The log-odds: the base score plus each tree's leaf.
+    fn raw(&self, row: &[f64]) -> f64 {
+        let mut z = self.base;
+        for &root in &self.roots {
+            let mut node = &self.nodes[root as usize];
+            while !node.leaf {
+                node = &self.nodes[self.child(node, row) as usize];
+            }
+            z += node.weight;
+        }
+        z
+    }
+
+    /// The log-odds, with each feature's share (Saabas: the change of the node value along the
+    /// path, credited to the split feature); the roots' values and the base are the bias.
+    fn contributions(&self, row: &[f64], out: &mut [f64]) -> f64 {
+        out.iter_mut().for_each(|c| *c = 0.0);
+        let mut z = self.base;
+        for &root in &self.roots {
+            let mut node = &self.nodes[root as usize];
+            z += node.weight;
+            while !node.leaf {
+                let child = &self.nodes[self.child(node, row) as usize];
+                out[node.feature as usize] += child.weight - node.weight;
+                z += child.weight - node.weight;
+                node = child;
+            }
+        }
+        z
+    }
 }
 
 impl std::fmt::Debug for ChurnModel {
@@ -223,6 +306,9 @@ pub fn train(replay: &Replay, as_of: i64, horizon_days: u32) -> Result<ChurnMode
         .map_err(|e| TrainError::Boosting(e.to_string()))?;
     let val_cols = col_major(&validation);
     let gbt_raw = gbt.predict(&Matrix::new(&val_cols, validation.rows, validation.cols), true);
+    // Scoring uses our flat copy of the trees: it must agree with the library's predictor.
+    let forest = Forest::of(&gbt);
+    debug_assert!((0..validation.rows).all(|i| (forest.raw(validation.row(i)) - gbt_raw[i]).abs() < 1e-6));
     let (gbt_calibration, gbt_quality) = calibrate(&gbt_raw, &validation.y);
 
     let recency: Vec<f64> = (0..validation.rows).map(|i| validation.row(i)[0]).collect();
@@ -251,7 +337,7 @@ pub fn train(replay: &Replay, as_of: i64, horizon_days: u32) -> Result<ChurnMode
             report,
             scorer: Scorer::GradientBoosting(json),
             calibration: gbt_calibration,
-            booster: Some(gbt),
+            booster: Some(forest),
         }
     } else {
         ChurnModel {
@@ -276,31 +362,23 @@ impl ChurnModel {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, LoadError> {
         let mut model: ChurnModel = serde_json::from_slice(bytes).map_err(|e| LoadError(e.to_string()))?;
         if let Scorer::GradientBoosting(json) = &model.scorer {
-            model.booster = Some(GradientBooster::from_json(json).map_err(|e| LoadError(e.to_string()))?);
+            let booster = GradientBooster::from_json(json).map_err(|e| LoadError(e.to_string()))?;
+            model.booster = Some(Forest::of(&booster));
         }
         Ok(model)
     }
 
     /// Calibrated probabilities alone, for row-major feature rows (faster than [`Self::score`]).
     pub fn probabilities(&self, x: &[f64], rows: usize) -> Vec<f64> {
-        let cols = self.spec.len();
         let (a, b) = self.calibration;
-        let raw: Vec<f64> = match (&self.scorer, &self.booster) {
-            (Scorer::GradientBoosting(_), Some(booster)) => {
-                let mut column_major = vec![0.0; rows * cols];
-                for r in 0..rows {
-                    for c in 0..cols {
-                        column_major[c * rows + r] = x[r * cols + c];
-                    }
-                }
-                booster.predict(&Matrix::new(&column_major, rows, cols), true)
-            }
-            (Scorer::Logistic(lr), _) => {
-                (0..rows).map(|r| lr.log_odds(&x[r * cols..(r + 1) * cols])).collect()
-            }
-            (Scorer::GradientBoosting(_), None) => unreachable!("boosters are rebuilt on load"),
-        };
-        raw.into_iter().map(|z| sigmoid(a * z + b)).collect()
+        par_rows(&x[..rows * self.spec.len()], self.spec.len(), |row| {
+            let z = match (&self.scorer, &self.booster) {
+                (Scorer::GradientBoosting(_), Some(forest)) => forest.raw(row),
+                (Scorer::Logistic(lr), _) => lr.log_odds(row),
+                (Scorer::GradientBoosting(_), None) => unreachable!("boosters are rebuilt on load"),
+            };
+            sigmoid(a * z + b)
+        })
     }
 
     /// Calibrated probabilities and reasons for row-major feature rows.
@@ -308,51 +386,42 @@ impl ChurnModel {
         let cols = self.spec.len();
         let names = self.spec.names();
         let (a, b) = self.calibration;
-        let mut contributions = vec![0.0; rows * cols];
-        let raw: Vec<f64> = match (&self.scorer, &self.booster) {
-            (Scorer::GradientBoosting(_), Some(booster)) => {
-                let mut column_major = vec![0.0; rows * cols];
-                for r in 0..rows {
-                    for c in 0..cols {
-                        column_major[c * rows + r] = x[r * cols + c];
-                    }
-                }
-                let m = Matrix::new(&column_major, rows, cols);
-                let parts = booster.predict_contributions(&m, ContributionsMethod::Weight, true);
-                // One row of parts: cols contributions, then the bias; with leaf weights they sum
-                // to the raw prediction, so no second pass over the trees is needed.
-                (0..rows)
-                    .map(|r| {
-                        let row = &parts[r * (cols + 1)..(r + 1) * (cols + 1)];
-                        contributions[r * cols..(r + 1) * cols].copy_from_slice(&row[..cols]);
-                        row.iter().sum()
-                    })
-                    .collect()
+        par_rows(&x[..rows * cols], cols, |row| {
+            let mut parts = vec![0.0; cols];
+            let z = match (&self.scorer, &self.booster) {
+                (Scorer::GradientBoosting(_), Some(forest)) => forest.contributions(row, &mut parts),
+                (Scorer::Logistic(lr), _) => lr.contributions(row, &mut parts),
+                (Scorer::GradientBoosting(_), None) => unreachable!("boosters are rebuilt on load"),
+            };
+            let mut order: Vec<usize> = (0..cols).filter(|&c| parts[c] > 0.0).collect();
+            order.sort_by(|&i, &j| parts[j].total_cmp(&parts[i]));
+            Score {
+                probability: sigmoid(a * z + b),
+                reasons: order
+                    .into_iter()
+                    .take(REASONS)
+                    .map(|c| (names[c].clone(), row[c], parts[c] * a.signum()))
+                    .collect(),
             }
-            (Scorer::Logistic(lr), _) => (0..rows)
-                .map(|r| {
-                    lr.contributions(
-                        &x[r * cols..(r + 1) * cols],
-                        &mut contributions[r * cols..(r + 1) * cols],
-                    )
-                })
-                .collect(),
-            (Scorer::GradientBoosting(_), None) => unreachable!("boosters are rebuilt on load"),
-        };
-        (0..rows)
-            .map(|r| {
-                let row = &contributions[r * cols..(r + 1) * cols];
-                let mut order: Vec<usize> = (0..cols).filter(|&c| row[c] > 0.0).collect();
-                order.sort_by(|&i, &j| row[j].total_cmp(&row[i]));
-                Score {
-                    probability: sigmoid(a * raw[r] + b),
-                    reasons: order
-                        .into_iter()
-                        .take(REASONS)
-                        .map(|c| (names[c].clone(), x[r * cols + c], row[c] * a.signum()))
-                        .collect(),
-                }
-            })
-            .collect()
+        })
     }
+}
+
+/// Maps every row (of `cols` values) with `f`, on all cores when the batch is large.
+fn par_rows<T: Send>(x: &[f64], cols: usize, f: impl Fn(&[f64]) -> T + Sync) -> Vec<T> {
+    const MIN_ROWS_PER_THREAD: usize = 4096;
+    let rows = x.len() / cols.max(1);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads == 1 || rows < 2 * MIN_ROWS_PER_THREAD {
+        return x.chunks(cols.max(1)).map(&f).collect();
+    }
+    let per_thread = rows.div_ceil(threads);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = x
+            .chunks(per_thread * cols)
+            .map(|part| scope.spawn(move || part.chunks(cols).map(f).collect::<Vec<T>>()))
+            .collect();
+        parts.into_iter().flat_map(|p| p.join().expect("scoring thread")).collect()
+    })
 }

@@ -165,6 +165,11 @@ fn a_shop_with_one_event_gets_a_working_model() {
     let (persons, x) = replay.current(&model.spec, end);
     let scores = model.score(&x, persons.len());
     assert!(scores.iter().all(|s| (0.0..=1.0).contains(&s.probability) && s.probability.is_finite()));
+    // Stored and loaded, it scores the same; probabilities alone agree with the explained ones.
+    let loaded = whisperer_models::ChurnModel::from_bytes(&model.to_bytes()).unwrap();
+    assert_eq!(loaded.score(&x, persons.len()), scores);
+    let plain = model.probabilities(&x, persons.len());
+    assert!(plain.iter().zip(&scores).all(|(p, s)| (p - s.probability).abs() < 1e-9));
     assert!(
         scores.iter().any(|s| s.reasons.iter().any(|(f, _, _)| f.contains("revenue") || f.contains("Order")))
     );
