@@ -560,7 +560,10 @@ async fn spawn_app() -> TestApp {
         },
     );
     tokio::spawn(profiles.clone().run(std::future::pending()));
-    let app = whisperer_api::router(AppState::new(store.clone(), ingestor, registry, Some(profiles), None));
+    let churn = Arc::new(whisperer_models::ChurnModels::new(store.clone()));
+    tokio::spawn(churn.clone().run(std::time::Duration::from_millis(50), std::future::pending()));
+    let state = AppState::new(store.clone(), ingestor, registry, Some(profiles), Some(churn));
+    let app = whisperer_api::router(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -913,4 +916,70 @@ async fn real_responses_match_the_documented_schemas() {
     for (method, path, _) in operations(&app.doc) {
         assert!(seen.contains(&(method.clone(), path.clone(), 200)), "{method} {path}: no 200 checked");
     }
+}
+
+/// A shop whose customers order at their own pace until they stop; once a churn model is
+/// trained on it, the user view carries a score that must match the documented `ChurnScore`.
+#[tokio::test]
+async fn churn_scores_match_the_documented_schema() {
+    let app = spawn_app().await;
+    let ws = app.workspace().await;
+    let day = 86_400_000;
+    let now = Millis::now().0;
+    let mut orders = Vec::new();
+    for customer in 0..300i64 {
+        let every = 1 + customer % 5;
+        let stops = now - (customer * 13 % 120) * day;
+        let mut t = now - 150 * day + (customer % 11) * day;
+        while t < stops {
+            orders.push(json!({
+                "type": "track", "userId": format!("c{customer}"), "event": "Order Completed",
+                "properties": {"revenue": 10 + customer % 40}, "timestamp": Millis(t).to_rfc3339(),
+            }));
+            t += every * day + customer * 997 % day;
+        }
+    }
+    for batch in orders.chunks(100) {
+        let request = app
+            .request("post", "/v1/batch")
+            .basic_auth(&ws.write, Some(""))
+            .body(json!({"batch": batch}).to_string());
+        assert_eq!(app.call("post", "/v1/batch", request).await.0, StatusCode::OK);
+    }
+    let id = app.store.list_workspaces().await.unwrap()[0].id.clone();
+    let mut replay = whisperer_models::Replay::empty(now);
+    let mut after = 0;
+    loop {
+        let page = app.store.events_after(&id, after, 10_000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        page.iter().for_each(|e| replay.push(e));
+    }
+    let model = whisperer_models::train(&replay.finish(), now, 14).unwrap();
+    let metrics = serde_json::to_string(&model.report).unwrap();
+    app.store
+        .save_model(
+            &id,
+            whisperer_models::CHURN_MODEL_KIND,
+            Millis(now),
+            Millis(now),
+            &metrics,
+            &model.to_bytes(),
+        )
+        .await
+        .unwrap();
+
+    let path = "/v1/users/{userId}";
+    let mut user = Value::Null;
+    for _ in 0..300 {
+        let request = app.request("get", "/v1/users/c7").bearer_auth(&ws.secret);
+        user = app.call("get", path, request).await.1;
+        if user["profile"]["churn"].is_object() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let churn = &user["profile"]["churn"];
+    assert_eq!(churn["modelVersion"], 1, "{user:#}");
+    assert!(churn["reasons"].as_array().is_some_and(|r| !r.is_empty()), "{user:#}");
 }

@@ -393,6 +393,9 @@ impl ChurnModel {
                 (Scorer::Logistic(lr), _) => lr.contributions(row, &mut parts),
                 (Scorer::GradientBoosting(_), None) => unreachable!("boosters are rebuilt on load"),
             };
+            // Shares of the calibrated log-odds: the calibration slope scales (and could flip)
+            // what each feature added to the raw score.
+            parts.iter_mut().for_each(|p| *p *= a);
             let mut order: Vec<usize> = (0..cols).filter(|&c| parts[c] > 0.0).collect();
             order.sort_by(|&i, &j| parts[j].total_cmp(&parts[i]));
             Score {
@@ -400,7 +403,7 @@ impl ChurnModel {
                 reasons: order
                     .into_iter()
                     .take(REASONS)
-                    .map(|c| (names[c].clone(), row[c], parts[c] * a.signum()))
+                    .map(|c| (names[c].clone(), row[c], parts[c]))
                     .collect(),
             }
         })
