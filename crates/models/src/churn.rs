@@ -403,7 +403,7 @@ impl ChurnModel {
                 reasons: order
                     .into_iter()
                     .take(REASONS)
-                    .map(|c| (names[c].clone(), row[c], parts[c]))
+                    .map(|c| (names[c].clone(), self.spec.readable(c, row[c]), parts[c]))
                     .collect(),
             }
         })

@@ -42,6 +42,9 @@ const BASE_FEATURES: &[&str] = &[
     "engagement_score",
 ];
 
+/// Base features stored as `ln(1 + x)` (counts and revenue), by index in [`BASE_FEATURES`].
+const LOGGED_BASE: &[usize] = &[2, 3, 4, 5, 6, 10, 11, 12, 16, 17];
+
 /// Which features a model reads, by name: the base set and, per top event name, its lifetime
 /// count and days since it last happened.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -57,6 +60,14 @@ impl FeatureSpec {
             names.push(format!("days_since:{e}"));
         }
         names
+    }
+
+    /// A feature's value as a person would read it: counts and revenue are stored as
+    /// `ln(1 + x)` for the linear model, and shown as `x`.
+    pub fn readable(&self, feature: usize, value: f64) -> f64 {
+        let logged = LOGGED_BASE.contains(&feature)
+            || (feature >= BASE_FEATURES.len() && (feature - BASE_FEATURES.len()).is_multiple_of(2));
+        if logged { value.exp_m1() } else { value }
     }
 
     pub fn len(&self) -> usize {
@@ -279,5 +290,23 @@ impl Examples {
         }
         out.rows = out.y.len();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readable_values_undo_the_log_of_counts_only() {
+        let spec = FeatureSpec { top_events: vec!["Order Completed".into()] };
+        let names = spec.names();
+        let at = |name: &str| names.iter().position(|n| n == name).unwrap();
+        assert!((spec.readable(at("events_7d"), 4f64.ln_1p()) - 4.0).abs() < 1e-9);
+        assert!((spec.readable(at("revenue_total"), 99f64.ln_1p()) - 99.0).abs() < 1e-9);
+        assert!((spec.readable(at("count:Order Completed"), 7f64.ln_1p()) - 7.0).abs() < 1e-9);
+        assert_eq!(spec.readable(at("days_since:Order Completed"), 12.5), 12.5);
+        assert_eq!(spec.readable(at("days_since_last_activity"), 3.0), 3.0);
+        assert_eq!(spec.readable(at("engagement_score"), 40.0), 40.0);
     }
 }
