@@ -56,6 +56,9 @@ struct Writer {
 /// log back into the database file.
 const CHECKPOINT_POLL: Duration = Duration::from_millis(100);
 const CHECKPOINT_WAL_BYTES: u64 = 16 * 1024 * 1024;
+/// The WAL size past which the checkpoint thread restarts the WAL, and the size SQLite cuts
+/// the file back to when it restarts.
+const WAL_RESTART_BYTES: u64 = 128 * 1024 * 1024;
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 impl SqliteStore {
@@ -158,13 +161,13 @@ fn checkpoint_loop(conn: Connection, store: std::sync::Weak<Inner>) {
         // Under a steady stream of commits a passive checkpoint never finds the moment when
         // every frame is copied and no transaction is open, so the WAL would only grow (5 GB
         // after a 1M-event import). Past the limit, hold the writer for the short time it takes
-        // to copy what the passive pass left and restart the WAL from empty.
-        if size >= WAL_SIZE_LIMIT as u64
+        // to copy what the passive pass left and restart the WAL from its start.
+        if size >= WAL_RESTART_BYTES
             && let Some(inner) = store.upgrade()
         {
             let _writer = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
-                tracing::warn!(error = %e, "wal truncation failed");
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "wal restart failed");
             }
         }
     }
