@@ -6,6 +6,7 @@
 //! instead of building calendar objects.
 
 use std::fmt;
+use whisperer_core::time::{civil_from_days, days_from_civil};
 
 pub const DAY_MS: i64 = 86_400_000;
 
@@ -82,53 +83,12 @@ impl fmt::Display for Period {
     }
 }
 
-/// (year, month 1–12, day 1–31) of a day counted from 1970-01-01.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-/// Days from 1970-01-01 to a (year, month 1–12, day 1–31).
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let yoe = year - era * 400;
-    let mp = (i64::from(month) + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Datelike, NaiveDate};
 
     fn ms(s: &str) -> i64 {
         whisperer_core::time::parse_iso8601(s).unwrap().0
-    }
-
-    #[test]
-    fn civil_dates_agree_with_chrono() {
-        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
-        // Every day from 1970 to past 2100 (a century year that is not a leap year) and 2400.
-        for days in (0..50_000).chain(157_000..158_000) {
-            let date = epoch + chrono::Days::new(days as u64);
-            assert_eq!(
-                civil_from_days(days),
-                (i64::from(date.year()), date.month(), date.day()),
-                "day {days}"
-            );
-            assert_eq!(days_from_civil(i64::from(date.year()), date.month(), date.day()), days);
-        }
     }
 
     #[test]

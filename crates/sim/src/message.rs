@@ -3,6 +3,7 @@
 //! fast), with accessors for callers that only need the ids, name or time.
 
 use whisperer_core::Millis;
+use whisperer_core::time::civil_from_days;
 
 use crate::clock::DAY_MS;
 use crate::model::{SessionEvent, User};
@@ -388,21 +389,6 @@ pub(crate) fn push_timestamp(out: &mut Vec<u8>, ms: i64) {
     out.push(b'.');
     push_padded(out, (in_day % 1000) as u64, 3);
     out.push(b'Z');
-}
-
-/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
