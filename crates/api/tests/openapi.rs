@@ -948,13 +948,17 @@ async fn churn_scores_match_the_documented_schema() {
     }
     let id = app.store.list_workspaces().await.unwrap()[0].id.clone();
     let mut replay = whisperer_models::Replay::empty(now);
-    let mut after = 0;
-    loop {
-        let page = app.store.events_after(&id, after, 10_000).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        page.iter().for_each(|e| replay.push(e));
-    }
+    whisperer_store::scan_log(
+        app.store.as_ref(),
+        &id,
+        10_000,
+        |page| -> Result<(), whisperer_store::StoreError> {
+            page.iter().for_each(|e| replay.push(e));
+            Ok(())
+        },
+    )
+    .await
+    .unwrap();
     let model = whisperer_models::train(&replay.finish(), now, 14).unwrap();
     let metrics = serde_json::to_string(&model.report).unwrap();
     app.store

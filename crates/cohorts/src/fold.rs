@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use whisperer_core::{EventType, Millis, PersonId, StoredEvent};
-use whisperer_profiles::observation::SYSTEM_EVENTS;
+use whisperer_profiles::observation::is_activity;
 
 use crate::active::ActiveSet;
 use crate::query::RetentionQuery;
@@ -110,7 +110,7 @@ impl Collector {
         let e = &event.event;
         let named = matches!(e.event_type, EventType::Track | EventType::Page | EventType::Screen);
         let name = e.name.as_deref();
-        let activity = named && !name.is_some_and(|n| SYSTEM_EVENTS.contains(&n));
+        let activity = is_activity(e.event_type, name);
         let behavior = named
             && self.query.behavior.as_ref().is_some_and(|b| name.is_some_and(|n| n == b.event.as_str()));
         let traits = match (&self.query.split, e.event_type) {

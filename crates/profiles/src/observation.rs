@@ -25,6 +25,13 @@ pub const SYSTEM_EVENTS: &[&str] = &[
     "Unsubscribed",
 ];
 
+/// Whether an event is product activity: a track, page or screen call that is not one of the
+/// [`SYSTEM_EVENTS`]. Profiles, cohorts and churn labels all count activity by this rule.
+pub fn is_activity(event_type: EventType, name: Option<&str>) -> bool {
+    matches!(event_type, EventType::Track | EventType::Page | EventType::Screen)
+        && !name.is_some_and(|n| SYSTEM_EVENTS.contains(&n))
+}
+
 /// Channels whose last engagement a profile keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Channel {
@@ -155,8 +162,7 @@ pub fn observe(event: &StoredEvent, dict: &mut Dictionary) -> Observation {
     let zone = zone_name.as_deref().and_then(|z| dict.zone_id(z));
     let local_hour = zone.and_then(|z| dict.zone(z)).map(|tz| local_hour(tz, e.timestamp.0));
 
-    let system = e.name.as_deref().is_some_and(|n| SYSTEM_EVENTS.contains(&n));
-    let activity = matches!(e.event_type, EventType::Track | EventType::Page | EventType::Screen) && !system;
+    let activity = is_activity(e.event_type, e.name.as_deref());
     let name = if activity { e.name.as_deref().and_then(|n| dict.events.intern(n)) } else { None };
     let channel = match (e.event_type, e.name.as_deref()) {
         (EventType::Page, _) => Some(Channel::Web),

@@ -286,3 +286,20 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets message ids first seen before `before`; returns how many.
     async fn prune_dedup(&self, before: Millis) -> Result<u64>;
 }
+
+/// Calls `f` with a workspace's whole log, in log order, a page of at most `page` events at a
+/// time: the one way tools read the log without holding it (export, churn training, the demo).
+pub async fn scan_log<E: From<StoreError>>(
+    store: &dyn Store,
+    workspace: &WorkspaceId,
+    page: usize,
+    mut f: impl FnMut(&[StoredEvent]) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let mut after = 0;
+    loop {
+        let events = store.events_after(workspace, after, page).await?;
+        let Some(last) = events.last() else { return Ok(()) };
+        after = last.seq;
+        f(&events)?;
+    }
+}

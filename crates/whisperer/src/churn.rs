@@ -12,16 +12,19 @@ const PAGE: usize = 10_000;
 /// Reads a workspace's log up to `as_of`, page by page.
 pub async fn replay(store: &Arc<dyn Store>, ws: &WorkspaceId, as_of: Millis) -> anyhow::Result<Replay> {
     let mut replay = Replay::empty(as_of.0);
-    let mut after = 0;
-    loop {
-        let page = store.events_after(ws, after, PAGE).await.context("cannot read the event log")?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for e in &page {
-            replay.push(e);
-        }
-    }
+    whisperer_store::scan_log(store.as_ref(), ws, PAGE, |page| -> Result<(), whisperer_store::StoreError> {
+        page.iter().for_each(|e| replay.push(e));
+        Ok(())
+    })
+    .await
+    .context("cannot read the event log")?;
     Ok(replay.finish())
+}
+
+/// A model just trained and stored, with the replay it learnt from.
+pub struct Trained {
+    pub model: ChurnModel,
+    pub replay: Replay,
 }
 
 /// Trains, stores the model as the workspace's new version and prints its quality.
@@ -31,7 +34,7 @@ pub async fn train(
     as_of: Millis,
     horizon_days: u32,
     out: &mut impl Write,
-) -> anyhow::Result<i64> {
+) -> anyhow::Result<Trained> {
     let started = std::time::Instant::now();
     let replay = replay(store, ws, as_of).await?;
     let read = started.elapsed();
@@ -70,7 +73,7 @@ pub async fn train(
     }
     writeln!(out, "  {:<22} {:>7.4}", "recency only", r.recency_auc)?;
     writeln!(out, "chosen: {} (stored as version {version})", r.chosen.as_str())?;
-    Ok(version)
+    Ok(Trained { model, replay })
 }
 
 /// Writes `user_id,churn_probability,top_reasons` for every user seen up to `as_of`, with the

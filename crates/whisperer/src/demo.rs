@@ -10,17 +10,17 @@ use anyhow::Context;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use whisperer_core::{EventType, Millis, WorkspaceId};
-use whisperer_models::ChurnModel;
+use whisperer_core::{Millis, WorkspaceId};
 use whisperer_models::metrics::auc;
+use whisperer_profiles::observation::is_activity;
+use whisperer_profiles::profile::DAY_MS;
 use whisperer_profiles::{Engagement, ProfileEngine, Stage};
 use whisperer_store::Store;
 
+use crate::churn::Trained;
 use crate::config::Config;
 use crate::server::{Server, open_store, shutdown_signal};
 use crate::simulate::SimulateArgs;
-
-const DAY_MS: i64 = 86_400_000;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct DemoArgs {
@@ -186,43 +186,33 @@ async fn churn_quality(
 ) -> anyhow::Result<()> {
     println!("Churn model (trained on events up to {as_of}, judged on the {horizon_days} days after)");
     let mut report = Vec::new();
-    let trained = crate::churn::train(store, ws, as_of, horizon_days, &mut report).await;
-    if let Err(e) = trained {
-        println!("  not trained: {e:#}");
-        return Ok(());
-    }
+    let Trained { model, replay } =
+        match crate::churn::train(store, ws, as_of, horizon_days, &mut report).await {
+            Ok(trained) => trained,
+            Err(e) => {
+                println!("  not trained: {e:#}");
+                return Ok(());
+            }
+        };
     for line in String::from_utf8_lossy(&report).lines().skip(1) {
         println!("  {line}");
     }
-    let (_, bytes) =
-        store.latest_model(ws, whisperer_models::CHURN_MODEL_KIND, None).await?.context("model stored")?;
-    let model = ChurnModel::from_bytes(&bytes)?;
-    let replay = crate::churn::replay(store, ws, as_of).await?;
     let (persons, x) = replay.current(&model.spec, as_of.0);
     let scores = model.score(&x, persons.len());
 
     // What happened next: activity in (as_of, as_of + horizon].
     let horizon_end = as_of.0 + horizon_days as i64 * DAY_MS;
     let mut active_after = HashSet::new();
-    let mut after = 0;
-    loop {
-        let page = store.events_after(ws, after, 10_000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
+    whisperer_store::scan_log(store.as_ref(), ws, 10_000, |page| -> anyhow::Result<()> {
         for e in page {
             let t = e.event.timestamp.0;
-            let activity =
-                matches!(e.event.event_type, EventType::Track | EventType::Page | EventType::Screen)
-                    && !e
-                        .event
-                        .name
-                        .as_deref()
-                        .is_some_and(|n| whisperer_profiles::observation::SYSTEM_EVENTS.contains(&n));
-            if activity && t > as_of.0 && t <= horizon_end {
+            if is_activity(e.event.event_type, e.event.name.as_deref()) && t > as_of.0 && t <= horizon_end {
                 active_after.insert(e.person_id);
             }
         }
-    }
+        Ok(())
+    })
+    .await?;
     let oracle: HashMap<String, f64> = std::fs::read_to_string(oracle_file)?
         .lines()
         .skip(1)

@@ -22,17 +22,16 @@ pub async fn export_events(
     out: &mut dyn Write,
 ) -> anyhow::Result<u64> {
     let mut out = BufWriter::new(out);
-    let (mut after, mut written) = (0i64, 0u64);
-    loop {
-        let page = store.events_after(workspace, after, EXPORT_PAGE).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for event in &page {
+    let mut written = 0u64;
+    whisperer_store::scan_log(store.as_ref(), workspace, EXPORT_PAGE, |page| -> anyhow::Result<()> {
+        for event in page {
             serde_json::to_writer(&mut out, &EventView::of(event))?;
             out.write_all(b"\n")?;
             written += 1;
         }
-    }
+        Ok(())
+    })
+    .await?;
     out.flush()?;
     Ok(written)
 }
