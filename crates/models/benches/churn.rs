@@ -6,9 +6,9 @@
 
 use std::hint::black_box;
 use std::time::Instant;
-use whisperer_core::{EventType, Millis, NewEvent, StoredEvent, WorkspaceId};
+use whisperer_core::{Millis, WorkspaceId};
 use whisperer_models::{Replay, train};
-use whisperer_sim::{MessageKind, SimConfig, Simulation};
+use whisperer_sim::{SimConfig, Simulation};
 
 const DAY: i64 = 86_400_000;
 
@@ -25,28 +25,7 @@ fn main() {
     let started = Instant::now();
     sim.run_to_end(|m| {
         seq += 1;
-        let event_type = match m.kind() {
-            MessageKind::Identify => EventType::Identify,
-            MessageKind::Page => EventType::Page,
-            _ => EventType::Track,
-        };
-        replay.push(&StoredEvent {
-            seq,
-            person_id: m.user_index() as i64,
-            event: NewEvent {
-                workspace_id: ws.clone(),
-                message_id: m.message_id(),
-                event_type,
-                name: m.name().map(str::to_owned),
-                user_id: m.user_id(),
-                anonymous_id: Some(m.anonymous_id()),
-                previous_id: None,
-                timestamp: m.timestamp(),
-                received_at: m.timestamp(),
-                raw: m.to_json(),
-                enrichment: "{}".into(),
-            },
-        });
+        replay.push(&m.to_stored_event(&ws, seq));
     });
     let replay = replay.finish();
     let read = started.elapsed();

@@ -8,31 +8,6 @@ use whisperer_sim::{MessageKind, SimConfig, Simulation};
 
 const DAY: i64 = 86_400_000;
 
-fn stored(ws: &WorkspaceId, seq: i64, m: &whisperer_sim::Message<'_>) -> StoredEvent {
-    let event_type = match m.kind() {
-        MessageKind::Identify => EventType::Identify,
-        MessageKind::Page => EventType::Page,
-        _ => EventType::Track,
-    };
-    StoredEvent {
-        seq,
-        person_id: m.user_index() as i64,
-        event: NewEvent {
-            workspace_id: ws.clone(),
-            message_id: m.message_id(),
-            event_type,
-            name: m.name().map(str::to_owned),
-            user_id: m.user_id(),
-            anonymous_id: Some(m.anonymous_id()),
-            previous_id: None,
-            timestamp: m.timestamp(),
-            received_at: m.timestamp(),
-            raw: m.to_json(),
-            enrichment: "{}".into(),
-        },
-    }
-}
-
 #[test]
 fn the_chosen_model_beats_recency_and_approaches_the_oracle() {
     let end = Millis(1_717_200_000_000);
@@ -43,7 +18,7 @@ fn the_chosen_model_beats_recency_and_approaches_the_oracle() {
     let ws = WorkspaceId::generate();
     let as_of = end.0 - horizon as i64 * DAY;
     let mut events = Vec::new();
-    sim.advance_to(Millis(as_of), |m| events.push(stored(&ws, events.len() as i64 + 1, m)));
+    sim.advance_to(Millis(as_of), |m| events.push(m.to_stored_event(&ws, events.len() as i64 + 1)));
     let oracle: HashMap<String, f64> = sim.oracle_churn_hazards(Millis(as_of), horizon).into_iter().collect();
     let mut future_active = std::collections::HashSet::new();
     sim.run_to_end(|m| {

@@ -2,8 +2,8 @@
 //! that writes its JSON directly (no intermediate `serde_json::Value`, so a million users stay
 //! fast), with accessors for callers that only need the ids, name or time.
 
-use whisperer_core::Millis;
 use whisperer_core::time::civil_from_days;
+use whisperer_core::{EventType, Millis, NewEvent, StoredEvent, WorkspaceId};
 
 use crate::clock::DAY_MS;
 use crate::model::{SessionEvent, User};
@@ -159,6 +159,34 @@ impl Message<'_> {
         let mut out = Vec::with_capacity(32);
         push_message_id(&mut out, self.seed, self.index, self.seq);
         String::from_utf8(out).expect("ascii")
+    }
+
+    /// The message as the store would give it back after ingestion, with the simulated user's
+    /// index as its person (a store resolves the anonymous visit and the signed-in user to one
+    /// person, as here): for feeding engines in process, without a server.
+    pub fn to_stored_event(&self, workspace: &WorkspaceId, seq: i64) -> StoredEvent {
+        let event_type = match self.kind() {
+            MessageKind::Identify => EventType::Identify,
+            MessageKind::Track => EventType::Track,
+            MessageKind::Page => EventType::Page,
+        };
+        StoredEvent {
+            seq,
+            person_id: i64::from(self.index),
+            event: NewEvent {
+                workspace_id: workspace.clone(),
+                message_id: self.message_id(),
+                event_type,
+                name: self.name().map(str::to_owned),
+                user_id: self.user_id(),
+                anonymous_id: Some(self.anonymous_id()),
+                previous_id: None,
+                timestamp: self.timestamp(),
+                received_at: self.timestamp(),
+                raw: self.to_json(),
+                enrichment: "{}".into(),
+            },
+        }
     }
 
     pub fn to_json(&self) -> String {
