@@ -326,7 +326,7 @@ fn churn_score(
     let profiles = state.inner.profiles.as_ref()?;
     let spec = &served.model.spec;
     let x = profiles.with_workspace(ws, |w| {
-        let mut x = Vec::with_capacity(spec.len());
+        let mut x = Vec::with_capacity(spec.width());
         spec.vector(w.profiles.get(&person)?, &w.tracker.dict, as_of, &mut x);
         Some(x)
     })??;

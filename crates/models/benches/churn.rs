@@ -37,7 +37,7 @@ fn main() {
 
     let (persons, x) = replay.current(&model.spec, as_of);
     let rows = 1_000_000usize;
-    let cols = model.spec.len();
+    let cols = model.spec.width();
     let mut batch = Vec::with_capacity(rows * cols);
     while batch.len() < rows * cols {
         let take = (rows * cols - batch.len()).min(x.len());

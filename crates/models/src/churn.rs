@@ -87,8 +87,7 @@ pub struct TrainReport {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum Scorer {
     Logistic(Logistic),
-    /// forust's JSON dump (the booster is not Clone, so it is rebuilt on load).
-    GradientBoosting(String),
+    GradientBoosting(Forest),
 }
 
 /// A trained, calibrated churn model with what it needs to read a profile.
@@ -99,15 +98,14 @@ pub struct ChurnModel {
     scorer: Scorer,
     /// Platt scaling of the raw score: p = sigmoid(a * raw + b).
     calibration: (f64, f64),
-    /// The trees of a boosting model, flattened for scoring (rebuilt on load).
-    #[serde(skip)]
-    booster: Option<Forest>,
 }
 
 /// Boosted trees as flat arrays: scoring walks row-major features directly, without the
-/// column-major copy and per-tree passes the training library's predictor makes.
+/// column-major copy and per-tree passes the training library's predictor makes. Stored as
+/// forust's own JSON dump, from which the arrays are rebuilt on load.
 #[derive(Clone, Debug)]
 struct Forest {
+    json: String,
     base: f64,
     roots: Vec<u32>,
     nodes: Vec<FlatNode>,
@@ -124,9 +122,24 @@ struct FlatNode {
     leaf: bool,
 }
 
+impl Serialize for Forest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.json)
+    }
+}
+
+impl<'de> Deserialize<'de> for Forest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let json = String::deserialize(d)?;
+        let booster = GradientBooster::from_json(&json).map_err(serde::de::Error::custom)?;
+        Forest::of(&booster).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Forest {
-    fn of(booster: &GradientBooster) -> Self {
-        let mut forest = Forest { base: booster.base_score, roots: Vec::new(), nodes: Vec::new() };
+    fn of(booster: &GradientBooster) -> Result<Self, String> {
+        let json = booster.json_dump().map_err(|e| e.to_string())?;
+        let mut forest = Forest { json, base: booster.base_score, roots: Vec::new(), nodes: Vec::new() };
         for tree in &booster.trees {
             let offset = forest.nodes.len() as u32;
             forest.roots.push(offset);
@@ -140,7 +153,7 @@ impl Forest {
                 leaf: n.is_leaf,
             }));
         }
-        forest
+        Ok(forest)
     }
 
     fn child(&self, node: &FlatNode, row: &[f64]) -> u32 {
@@ -307,7 +320,7 @@ pub fn train(replay: &Replay, as_of: i64, horizon_days: u32) -> Result<ChurnMode
     let val_cols = col_major(&validation);
     let gbt_raw = gbt.predict(&Matrix::new(&val_cols, validation.rows, validation.cols), true);
     // Scoring uses our flat copy of the trees: it must agree with the library's predictor.
-    let forest = Forest::of(&gbt);
+    let forest = Forest::of(&gbt).map_err(TrainError::Boosting)?;
     debug_assert!((0..validation.rows).all(|i| (forest.raw(validation.row(i)) - gbt_raw[i]).abs() < 1e-6));
     let (gbt_calibration, gbt_quality) = calibrate(&gbt_raw, &validation.y);
 
@@ -330,24 +343,12 @@ pub fn train(replay: &Replay, as_of: i64, horizon_days: u32) -> Result<ChurnMode
         validation_cutoff,
         features: spec.names(),
     };
-    Ok(if gbt_better {
-        let json = gbt.json_dump().map_err(|e| TrainError::Boosting(e.to_string()))?;
-        ChurnModel {
-            spec,
-            report,
-            scorer: Scorer::GradientBoosting(json),
-            calibration: gbt_calibration,
-            booster: Some(forest),
-        }
+    let (scorer, calibration) = if gbt_better {
+        (Scorer::GradientBoosting(forest), gbt_calibration)
     } else {
-        ChurnModel {
-            spec,
-            report,
-            scorer: Scorer::Logistic(logistic),
-            calibration: lr_calibration,
-            booster: None,
-        }
-    })
+        (Scorer::Logistic(logistic), lr_calibration)
+    };
+    Ok(ChurnModel { spec, report, scorer, calibration })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -360,22 +361,16 @@ impl ChurnModel {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, LoadError> {
-        let mut model: ChurnModel = serde_json::from_slice(bytes).map_err(|e| LoadError(e.to_string()))?;
-        if let Scorer::GradientBoosting(json) = &model.scorer {
-            let booster = GradientBooster::from_json(json).map_err(|e| LoadError(e.to_string()))?;
-            model.booster = Some(Forest::of(&booster));
-        }
-        Ok(model)
+        serde_json::from_slice(bytes).map_err(|e| LoadError(e.to_string()))
     }
 
     /// Calibrated probabilities alone, for row-major feature rows (faster than [`Self::score`]).
     pub fn probabilities(&self, x: &[f64], rows: usize) -> Vec<f64> {
         let (a, b) = self.calibration;
-        par_rows(&x[..rows * self.spec.len()], self.spec.len(), |row| {
-            let z = match (&self.scorer, &self.booster) {
-                (Scorer::GradientBoosting(_), Some(forest)) => forest.raw(row),
-                (Scorer::Logistic(lr), _) => lr.log_odds(row),
-                (Scorer::GradientBoosting(_), None) => unreachable!("boosters are rebuilt on load"),
+        par_rows(&x[..rows * self.spec.width()], self.spec.width(), |row| {
+            let z = match &self.scorer {
+                Scorer::GradientBoosting(forest) => forest.raw(row),
+                Scorer::Logistic(lr) => lr.log_odds(row),
             };
             sigmoid(a * z + b)
         })
@@ -383,15 +378,14 @@ impl ChurnModel {
 
     /// Calibrated probabilities and reasons for row-major feature rows.
     pub fn score(&self, x: &[f64], rows: usize) -> Vec<Score> {
-        let cols = self.spec.len();
+        let cols = self.spec.width();
         let names = self.spec.names();
         let (a, b) = self.calibration;
         par_rows(&x[..rows * cols], cols, |row| {
             let mut parts = vec![0.0; cols];
-            let z = match (&self.scorer, &self.booster) {
-                (Scorer::GradientBoosting(_), Some(forest)) => forest.contributions(row, &mut parts),
-                (Scorer::Logistic(lr), _) => lr.contributions(row, &mut parts),
-                (Scorer::GradientBoosting(_), None) => unreachable!("boosters are rebuilt on load"),
+            let z = match &self.scorer {
+                Scorer::GradientBoosting(forest) => forest.contributions(row, &mut parts),
+                Scorer::Logistic(lr) => lr.contributions(row, &mut parts),
             };
             // Shares of the calibrated log-odds: the calibration slope scales (and could flip)
             // what each feature added to the raw score.
@@ -427,4 +421,31 @@ fn par_rows<T: Send>(x: &[f64], cols: usize, f: impl Fn(&[f64]) -> T + Sync) -> 
             .collect();
         parts.into_iter().flat_map(|p| p.join().expect("scoring thread")).collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_trees_agree_with_forust_and_survive_a_round_trip() {
+        let rows = 400;
+        // column-major: x0 = i, x1 = i mod 7; label: x0 > 200 or x1 == 3
+        let mut x = Vec::with_capacity(rows * 2);
+        x.extend((0..rows).map(|i| i as f64));
+        x.extend((0..rows).map(|i| (i % 7) as f64));
+        let y: Vec<f64> = (0..rows).map(|i| (i > 200 || i % 7 == 3) as u8 as f64).collect();
+        let mut gbt = booster().set_parallel(false);
+        gbt.fit(&Matrix::new(&x, rows, 2), &y, &vec![1.0; rows], None).unwrap();
+        let expected = gbt.predict(&Matrix::new(&x, rows, 2), false);
+        let forest = Forest::of(&gbt).unwrap();
+        let again: Forest = serde_json::from_str(&serde_json::to_string(&forest).unwrap()).unwrap();
+        let mut parts = [0.0; 2];
+        for i in 0..rows {
+            let row = [x[i], x[rows + i]];
+            assert!((forest.raw(&row) - expected[i]).abs() < 1e-9, "row {i}");
+            assert_eq!(again.raw(&row), forest.raw(&row));
+            assert!((forest.contributions(&row, &mut parts) - expected[i]).abs() < 1e-9);
+        }
+    }
 }

@@ -70,12 +70,9 @@ impl FeatureSpec {
         if logged { value.exp_m1() } else { value }
     }
 
-    pub fn len(&self) -> usize {
+    /// Features per row.
+    pub fn width(&self) -> usize {
         BASE_FEATURES.len() + 2 * self.top_events.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// Appends the features of `profile` as of `as_of` to `out`.
@@ -197,7 +194,7 @@ impl Replay {
     /// Examples at each cut-off (ascending), labelled over `horizon_days` after it.
     pub fn examples(&self, spec: &FeatureSpec, cutoffs: &[i64], horizon_days: u32) -> Examples {
         let horizon = horizon_days as i64 * DAY_MS;
-        let cols = spec.len();
+        let cols = spec.width();
         let mut ex = Examples { cols, ..Examples::default() };
         let mut profiles = ProfileTable::default();
         // per cut-off: example index by person, still waiting for their label
@@ -252,7 +249,7 @@ impl Replay {
             profiles.get_or_default(*person).apply(o, &self.dict);
         }
         let mut persons = Vec::with_capacity(profiles.len());
-        let mut x = Vec::with_capacity(profiles.len() * spec.len());
+        let mut x = Vec::with_capacity(profiles.len() * spec.width());
         for (person, p) in profiles.iter() {
             persons.push(person);
             spec.vector(p, &self.dict, as_of, &mut x);

@@ -36,7 +36,7 @@ fn the_chosen_model_beats_recency_and_approaches_the_oracle() {
     // The future: users active in the 30 days before as_of, scored with features at as_of.
     let (persons, x) = replay.current(&model.spec, as_of);
     let scores = model.score(&x, persons.len());
-    let cols = model.spec.len();
+    let cols = model.spec.width();
     let (mut p, mut o, mut rec, mut y) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, person) in persons.iter().enumerate() {
         let recency = x[i * cols];

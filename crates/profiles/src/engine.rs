@@ -245,10 +245,11 @@ impl ProfileEngine {
         let Some(last) = events.last().map(|e| e.seq) else { return Ok(false) };
         let merges = self.store.person_merges(ws, checkpoint, last).await?;
         // Rebuilding a merged person needs their log up to the merge, read before folding.
+        let groups = group_merges(&merges);
         let mut rebuilt: HashMap<(i64, PersonId), Vec<StoredEvent>> = HashMap::new();
-        for (seq, group) in group_merges(&merges) {
-            for into in survivors(&group) {
-                rebuilt.insert((seq, into), self.store.person_log(ws, into, seq).await?);
+        for (seq, group) in &groups {
+            for into in survivors(group) {
+                rebuilt.insert((*seq, into), self.store.person_log(ws, into, *seq).await?);
             }
         }
 
@@ -256,7 +257,7 @@ impl ProfileEngine {
         {
             let mut guard = state.write().expect("lock");
             let s = &mut *guard;
-            let mut pending = group_merges(&merges).into_iter().peekable();
+            let mut pending = groups.into_iter().peekable();
             for event in &events {
                 while let Some((seq, group)) = pending.next_if(|(seq, _)| *seq <= event.seq) {
                     for m in &group {

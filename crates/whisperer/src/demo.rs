@@ -221,7 +221,7 @@ async fn churn_quality(
             Some((id.to_owned(), p.parse().ok()?))
         })
         .collect();
-    let cols = model.spec.len();
+    let cols = model.spec.width();
     let (mut p, mut o, mut recency, mut y) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (i, person) in persons.iter().enumerate() {
         // users active in the 30 days before as_of, as in training
