@@ -65,6 +65,15 @@ pub enum EngineError {
     Corrupt { workspace: WorkspaceId, reason: String },
 }
 
+/// What one [`ProfileEngine::poll_once`] round did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Polled {
+    /// Events folded in, over all workspaces.
+    pub read: usize,
+    /// Some workspace had a full batch: more may be waiting.
+    pub more: bool,
+}
+
 /// Everything the engine knows about one workspace.
 pub struct WorkspaceProfiles {
     pub tracker: Tracker,
@@ -115,29 +124,31 @@ impl ProfileEngine {
     /// Runs until `stop` resolves, then commits what it has folded in.
     pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
-        // A sweep runs when the engine has just caught up with the log (at most every few
-        // seconds), so stages are right as of now soon after a burst of traffic or a start,
-        // and at least every interval, busy or not.
+        // A sweep runs once the engine has folded in new events and the log has gone quiet
+        // (at most every few seconds), so stages are right as of now soon after a burst of
+        // traffic or a start, and at least every interval, busy or not.
         let mut last_sweep: Option<Instant> = None;
-        let mut was_busy = true;
+        let mut folded_since_sweep = true;
         loop {
-            let busy = match self.poll_once().await {
-                Ok(busy) => busy,
+            let polled = match self.poll_once().await {
+                Ok(polled) => polled,
                 Err(e) => {
                     tracing::error!(error = %e, "profile engine failed; retrying");
-                    false
+                    Polled::default()
                 }
             };
+            folded_since_sweep |= polled.read > 0;
+            let quiet = polled.read == 0;
             let sweep_due = match last_sweep {
-                None => !busy,
+                None => quiet,
                 Some(at) => {
                     at.elapsed() >= self.config.sweep_interval
-                        || (was_busy && !busy && at.elapsed() >= CAUGHT_UP_SWEEP_GAP)
+                        || (folded_since_sweep && quiet && at.elapsed() >= CAUGHT_UP_SWEEP_GAP)
                 }
             };
-            was_busy = busy;
             if sweep_due {
                 last_sweep = Some(Instant::now());
+                folded_since_sweep = false;
                 match self.sweep(Millis::now().0).await {
                     Ok(_) => {
                         self.sweeps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -145,7 +156,7 @@ impl ProfileEngine {
                     Err(e) => tracing::error!(error = %e, "lifecycle sweep failed"),
                 }
             }
-            let pause = if busy { Duration::ZERO } else { self.config.poll_interval };
+            let pause = if polled.more { Duration::ZERO } else { self.config.poll_interval };
             tokio::select! {
                 _ = &mut stop => break,
                 _ = tokio::time::sleep(pause) => {}
@@ -156,22 +167,23 @@ impl ProfileEngine {
         }
     }
 
-    /// One round over every workspace: reads one batch each, commits what is due. True when
-    /// some workspace had more to read.
-    pub async fn poll_once(&self) -> Result<bool, EngineError> {
-        let mut busy = false;
+    /// One round over every workspace: reads one batch each, commits what is due.
+    pub async fn poll_once(&self) -> Result<Polled, EngineError> {
+        let mut polled = Polled::default();
         for ws in self.store.list_workspaces().await? {
             let state = self.load(&ws.id).await?;
             self.read_settings(&ws.id, &state).await?;
-            busy |= self.catch_up_batch(&ws.id, &state).await?;
+            let read = self.catch_up_batch(&ws.id, &state).await?;
+            polled.read += read;
+            polled.more |= read >= self.config.batch;
             self.commit_if_due(&ws.id, &state, false).await?;
         }
-        Ok(busy)
+        Ok(polled)
     }
 
     /// Folds in everything logged so far and commits it (for tests, tools and shutdown).
     pub async fn catch_up(&self) -> Result<(), EngineError> {
-        while self.poll_once().await? {}
+        while self.poll_once().await?.more {}
         self.commit_all(true).await
     }
 
@@ -234,15 +246,15 @@ impl ProfileEngine {
         Ok(self.workspaces.write().expect("lock").entry(ws.clone()).or_insert(state).clone())
     }
 
-    /// Reads and folds one batch; true when it was full (more may follow).
+    /// Reads and folds one batch; returns how many events it read.
     async fn catch_up_batch(
         &self,
         ws: &WorkspaceId,
         state: &Arc<RwLock<WorkspaceProfiles>>,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<usize, EngineError> {
         let checkpoint = state.read().expect("lock").checkpoint;
         let events = self.store.events_after(ws, checkpoint, self.config.batch).await?;
-        let Some(last) = events.last().map(|e| e.seq) else { return Ok(false) };
+        let Some(last) = events.last().map(|e| e.seq) else { return Ok(0) };
         let merges = self.store.person_merges(ws, checkpoint, last).await?;
         // Rebuilding a merged person needs their log up to the merge, read before folding.
         let groups = group_merges(&merges);
@@ -290,7 +302,7 @@ impl ProfileEngine {
             self.workspaces.write().expect("lock").remove(ws);
             return Err(e);
         }
-        Ok(events.len() >= self.config.batch)
+        Ok(events.len())
     }
 
     async fn commit_if_due(

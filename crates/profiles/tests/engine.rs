@@ -228,3 +228,33 @@ async fn each_workspace_has_its_own_thresholds() {
     assert_ne!(stage(&lenient), Stage::Dormant);
     assert_ne!(stage(&lenient), Stage::AtRisk);
 }
+
+#[tokio::test]
+async fn the_running_engine_sweeps_once_it_has_caught_up() {
+    let (_dir, store, ws) = setup().await;
+    let engine = ProfileEngine::new(
+        store.clone(),
+        EngineConfig { poll_interval: Duration::from_millis(10), ..config(100) },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(engine.clone().run(async move {
+        let _ = stopped.await;
+    }));
+    // The first sweep comes at once on an empty log; history arriving later (in batches smaller
+    // than a full read) must still be swept as of now soon after it is folded in, not only at
+    // the hourly interval.
+    while engine.sweeps() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store.append(history(&ws, 5)[..50].to_vec(), Millis(0)).await.unwrap();
+    let waiting = std::time::Instant::now();
+    while engine.sweeps() < 2 {
+        assert!(waiting.elapsed() < Duration::from_secs(20), "no sweep after catching up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stages =
+        engine.with_workspace(&ws, |w| w.profiles.values().map(|p| p.stage()).collect::<Vec<_>>()).unwrap();
+    assert!(!stages.is_empty() && stages.iter().all(|s| *s == Stage::Churned), "{stages:?}");
+    stop.send(()).unwrap();
+    running.await.unwrap();
+}
