@@ -27,8 +27,9 @@ use whisperer_core::keys::KeyHash;
 use whisperer_core::tracking_plan::TrackingPlan;
 use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
 use whisperer_store::{
-    ConsumerCommit, ConsumerState, EventCount, EventCursor, KeyRecord, ModelVersion, NewKey, Person,
-    PersonMerge, Result, Store, StoreError, WorkspaceStats,
+    CampaignRecord, ConsumerCommit, ConsumerState, DecisionQuery, DecisionRecord, EventCount, EventCursor,
+    KeyRecord, LearnerCommit, ModelVersion, NewKey, OutcomeKind, Person, PersonMerge, Result, Store,
+    StoreError, WorkspaceStats,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -129,6 +130,79 @@ impl PgStore {
 
 /// Maps a database error: refused data is a conflict, anything else means the database cannot
 /// serve us right now.
+/// Writes a consumer's commit inside `tx`; `Err(stored)` when the stored checkpoint is not the
+/// one the commit starts from (the caller rolls back).
+async fn commit_consumer_tx(
+    tx: &deadpool_postgres::Transaction<'_>,
+    consumer: &str,
+    workspace: &WorkspaceId,
+    commit: &ConsumerCommit,
+) -> Result<std::result::Result<(), i64>> {
+    let ws = workspace.as_str();
+    // The row lock (or, at first, the insert's unique check) serialises two writers.
+    tx.execute(
+        "INSERT INTO consumers (name, workspace_id, checkpoint, meta) VALUES ($1, $2, 0, '') ON CONFLICT DO NOTHING",
+        &[&consumer, &ws],
+    )
+    .await
+    .map_err(db_err)?;
+    let stored: i64 = tx
+        .query_one(
+            "SELECT checkpoint FROM consumers WHERE name = $1 AND workspace_id = $2 FOR UPDATE",
+            &[&consumer, &ws],
+        )
+        .await
+        .map_err(db_err)?
+        .try_get(0)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if stored != commit.expected {
+        return Ok(Err(stored));
+    }
+    tx.execute(
+        "UPDATE consumers SET checkpoint = $3, meta = $4 WHERE name = $1 AND workspace_id = $2",
+        &[&consumer, &ws, &commit.checkpoint, &commit.meta],
+    )
+    .await
+    .map_err(db_err)?;
+    if !commit.upserts.is_empty() {
+        let keys: Vec<i64> = commit.upserts.iter().map(|(k, _)| *k).collect();
+        let values: Vec<&[u8]> = commit.upserts.iter().map(|(_, v)| v.as_slice()).collect();
+        tx.execute(
+            "INSERT INTO consumer_rows (name, workspace_id, key, value)
+             SELECT $1, $2, k, v FROM unnest($3::int8[], $4::bytea[]) AS u (k, v)
+             ON CONFLICT (name, workspace_id, key) DO UPDATE SET value = excluded.value",
+            &[&consumer, &ws, &keys, &values],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    if !commit.deletes.is_empty() {
+        tx.execute(
+            "DELETE FROM consumer_rows WHERE name = $1 AND workspace_id = $2 AND key = ANY($3)",
+            &[&consumer, &ws, &commit.deletes],
+        )
+        .await
+        .map_err(db_err)?;
+    }
+    Ok(Ok(()))
+}
+
+fn consumer_conflict(consumer: &str, workspace: &WorkspaceId, stored: i64, expected: i64) -> StoreError {
+    StoreError::Conflict(format!(
+        "consumer {consumer} of workspace {workspace} is at {stored}, not at {expected}"
+    ))
+}
+
+fn campaign_row(r: &tokio_postgres::Row) -> Result<CampaignRecord> {
+    Ok(CampaignRecord {
+        id: get(r, 0)?,
+        version: get(r, 1)?,
+        num: get(r, 2)?,
+        definition: get(r, 3)?,
+        created_at: Millis(get(r, 4)?),
+    })
+}
+
 fn db_err(e: tokio_postgres::Error) -> StoreError {
     let Some(db) = e.as_db_error() else {
         return StoreError::Unavailable(format!("postgresql: {e}"));
@@ -464,59 +538,258 @@ impl Store for PgStore {
         workspace: &WorkspaceId,
         commit: ConsumerCommit,
     ) -> Result<()> {
-        let ws = workspace.as_str();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
-        // The row lock (or, at first, the insert's unique check) serialises two writers.
-        tx.execute(
-            "INSERT INTO consumers (name, workspace_id, checkpoint, meta) VALUES ($1, $2, 0, '') ON CONFLICT DO NOTHING",
-            &[&consumer, &ws],
-        )
-        .await
-        .map_err(db_err)?;
-        let stored: i64 = tx
-            .query_one(
-                "SELECT checkpoint FROM consumers WHERE name = $1 AND workspace_id = $2 FOR UPDATE",
-                &[&consumer, &ws],
-            )
-            .await
-            .map_err(db_err)?
-            .try_get(0)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        if stored != commit.expected {
+        if let Err(stored) = commit_consumer_tx(&tx, consumer, workspace, &commit).await? {
             // Roll back now: a dropped transaction is only rolled back when the pooled
             // connection is next used, and holds the row lock until then.
             tx.rollback().await.map_err(db_err)?;
-            return Err(StoreError::Conflict(format!(
-                "consumer {consumer} of workspace {workspace} is at {stored}, not at {}",
-                commit.expected
-            )));
+            return Err(consumer_conflict(consumer, workspace, stored, commit.expected));
         }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn put_campaign(
+        &self,
+        workspace: &WorkspaceId,
+        id: &str,
+        definition: &str,
+        at: Millis,
+    ) -> Result<CampaignRecord> {
+        let ws = workspace.as_str();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        // One writer per workspace at a time: versions and numbers are read, then written.
+        tx.execute("SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE", &[&ws]).await.map_err(db_err)?;
+        let current = tx
+            .query_opt(
+                "SELECT id, version, num, definition, created_at FROM campaigns
+                 WHERE workspace_id = $1 AND id = $2 ORDER BY version DESC LIMIT 1",
+                &[&ws, &id],
+            )
+            .await
+            .map_err(db_err)?
+            .map(|r| campaign_row(&r))
+            .transpose()?;
+        let record = match current {
+            Some(c) if c.definition == definition => {
+                tx.rollback().await.map_err(db_err)?;
+                return Ok(c);
+            }
+            Some(c) => CampaignRecord {
+                version: c.version + 1,
+                definition: definition.to_owned(),
+                created_at: at,
+                ..c
+            },
+            None => {
+                let num: i64 = tx
+                    .query_one(
+                        "SELECT COALESCE(MAX(num), 0) + 1 FROM campaigns WHERE workspace_id = $1",
+                        &[&ws],
+                    )
+                    .await
+                    .map_err(db_err)?
+                    .try_get(0)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                CampaignRecord {
+                    id: id.to_owned(),
+                    version: 1,
+                    num,
+                    definition: definition.to_owned(),
+                    created_at: at,
+                }
+            }
+        };
         tx.execute(
-            "UPDATE consumers SET checkpoint = $3, meta = $4 WHERE name = $1 AND workspace_id = $2",
-            &[&consumer, &ws, &commit.checkpoint, &commit.meta],
+            "INSERT INTO campaigns (workspace_id, id, version, num, definition, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&ws, &record.id, &record.version, &record.num, &record.definition, &record.created_at.0],
         )
         .await
         .map_err(db_err)?;
-        if !commit.upserts.is_empty() {
-            let keys: Vec<i64> = commit.upserts.iter().map(|(k, _)| *k).collect();
-            let values: Vec<&[u8]> = commit.upserts.iter().map(|(_, v)| v.as_slice()).collect();
+        tx.commit().await.map_err(db_err)?;
+        Ok(record)
+    }
+
+    async fn campaigns(&self, workspace: &WorkspaceId) -> Result<Vec<CampaignRecord>> {
+        let rows = self
+            .query(
+                "SELECT DISTINCT ON (id) id, version, num, definition, created_at FROM campaigns
+                 WHERE workspace_id = $1 ORDER BY id, version DESC",
+                &[&workspace.as_str()],
+            )
+            .await?;
+        rows.iter().map(campaign_row).collect()
+    }
+
+    async fn campaign(
+        &self,
+        workspace: &WorkspaceId,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<CampaignRecord>> {
+        let rows = self
+            .query(
+                "SELECT id, version, num, definition, created_at FROM campaigns
+                 WHERE workspace_id = $1 AND id = $2 AND ($3::int8 IS NULL OR version = $3)
+                 ORDER BY version DESC LIMIT 1",
+                &[&workspace.as_str(), &id, &version],
+            )
+            .await?;
+        rows.first().map(campaign_row).transpose()
+    }
+
+    async fn insert_decisions(&self, workspace: &WorkspaceId, records: &[DecisionRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let ws = workspace.as_str();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO decisions (workspace_id, id, campaign, campaign_version, person_id, user_id, at, status,
+                     arm, propensity, holdout, deliver_at, deadline, policy_version, body, outcome, outcome_at,
+                     value, delivered_at, opened_at, clicked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+                 ON CONFLICT (workspace_id, id) DO NOTHING",
+            )
+            .await
+            .map_err(db_err)?;
+        for d in records {
+            let ms = |m: Option<Millis>| m.map(|m| m.0);
             tx.execute(
-                "INSERT INTO consumer_rows (name, workspace_id, key, value)
-                 SELECT $1, $2, k, v FROM unnest($3::int8[], $4::bytea[]) AS u (k, v)
-                 ON CONFLICT (name, workspace_id, key) DO UPDATE SET value = excluded.value",
-                &[&consumer, &ws, &keys, &values],
+                &stmt,
+                &[
+                    &ws,
+                    &d.id,
+                    &d.campaign,
+                    &d.campaign_version,
+                    &d.person,
+                    &d.user_id,
+                    &d.at.0,
+                    &d.status,
+                    &d.arm,
+                    &d.propensity,
+                    &d.holdout,
+                    &ms(d.deliver_at),
+                    &d.deadline.0,
+                    &d.policy_version,
+                    &d.body,
+                    &d.outcome,
+                    &ms(d.outcome_at),
+                    &d.value,
+                    &ms(d.delivered_at),
+                    &ms(d.opened_at),
+                    &ms(d.clicked_at),
+                ],
             )
             .await
             .map_err(db_err)?;
         }
-        if !commit.deletes.is_empty() {
-            tx.execute(
-                "DELETE FROM consumer_rows WHERE name = $1 AND workspace_id = $2 AND key = ANY($3)",
-                &[&consumer, &ws, &commit.deletes],
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn decisions(&self, workspace: &WorkspaceId, q: &DecisionQuery) -> Result<Vec<DecisionRecord>> {
+        let (before_at, before_id) = match &q.before {
+            Some((at, id)) => (Some(at.0), Some(id.as_str())),
+            None => (None, None),
+        };
+        let limit = q.limit as i64;
+        let rows = self
+            .query(
+                "SELECT id, campaign, campaign_version, person_id, user_id, at, status, arm, propensity, holdout,
+                        deliver_at, deadline, policy_version, body, outcome, outcome_at, value, delivered_at,
+                        opened_at, clicked_at
+                 FROM decisions
+                 WHERE workspace_id = $1
+                   AND ($2::text IS NULL OR campaign = $2)
+                   AND ($3::int8 IS NULL OR person_id = $3)
+                   AND ($4::text IS NULL OR status = $4)
+                   AND ($5::int8 IS NULL OR at >= $5)
+                   AND ($6::int8 IS NULL OR at < $6)
+                   AND ($7::int8 IS NULL OR deadline >= $7)
+                   AND ($8::int8 IS NULL OR at < $8 OR (at = $8 AND id < $9::text))
+                 ORDER BY at DESC, id DESC
+                 LIMIT $10",
+                &[
+                    &workspace.as_str(),
+                    &q.campaign,
+                    &q.person,
+                    &q.status,
+                    &q.since.map(|m| m.0),
+                    &q.until.map(|m| m.0),
+                    &q.deadline_from.map(|m| m.0),
+                    &before_at,
+                    &before_id,
+                    &limit,
+                ],
             )
-            .await
-            .map_err(db_err)?;
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let ms = |i: usize| get::<Option<i64>>(r, i).map(|m| m.map(Millis));
+                Ok(DecisionRecord {
+                    id: get(r, 0)?,
+                    campaign: get(r, 1)?,
+                    campaign_version: get(r, 2)?,
+                    person: get(r, 3)?,
+                    user_id: get(r, 4)?,
+                    at: Millis(get(r, 5)?),
+                    status: get(r, 6)?,
+                    arm: get(r, 7)?,
+                    propensity: get(r, 8)?,
+                    holdout: get(r, 9)?,
+                    deliver_at: ms(10)?,
+                    deadline: Millis(get(r, 11)?),
+                    policy_version: get(r, 12)?,
+                    body: get(r, 13)?,
+                    outcome: get(r, 14)?,
+                    outcome_at: ms(15)?,
+                    value: get(r, 16)?,
+                    delivered_at: ms(17)?,
+                    opened_at: ms(18)?,
+                    clicked_at: ms(19)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit_learning(
+        &self,
+        consumer: &str,
+        workspace: &WorkspaceId,
+        commit: LearnerCommit,
+    ) -> Result<()> {
+        let ws = workspace.as_str();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        if let Err(stored) = commit_consumer_tx(&tx, consumer, workspace, &commit.consumer).await? {
+            tx.rollback().await.map_err(db_err)?;
+            return Err(consumer_conflict(consumer, workspace, stored, commit.consumer.expected));
+        }
+        for o in &commit.outcomes {
+            let sql = match o.kind {
+                OutcomeKind::Converted => {
+                    "UPDATE decisions SET outcome = 'converted', outcome_at = $3, value = $4
+                     WHERE workspace_id = $1 AND id = $2 AND (outcome IS NULL OR outcome = 'failed')"
+                }
+                OutcomeKind::Failed => {
+                    "UPDATE decisions SET outcome = 'failed', outcome_at = $3
+                     WHERE workspace_id = $1 AND id = $2 AND outcome IS NULL AND $4::float8 IS NULL"
+                }
+                OutcomeKind::Delivered => {
+                    "UPDATE decisions SET delivered_at = $3 WHERE workspace_id = $1 AND id = $2 AND delivered_at IS NULL AND $4::float8 IS NULL"
+                }
+                OutcomeKind::Opened => {
+                    "UPDATE decisions SET opened_at = $3 WHERE workspace_id = $1 AND id = $2 AND opened_at IS NULL AND $4::float8 IS NULL"
+                }
+                OutcomeKind::Clicked => {
+                    "UPDATE decisions SET clicked_at = $3 WHERE workspace_id = $1 AND id = $2 AND clicked_at IS NULL AND $4::float8 IS NULL"
+                }
+            };
+            let stmt = tx.prepare_cached(sql).await.map_err(db_err)?;
+            tx.execute(&stmt, &[&ws, &o.decision, &o.at.0, &o.value]).await.map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)
     }

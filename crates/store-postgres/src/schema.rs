@@ -131,6 +131,47 @@ CREATE TABLE settings (
     PRIMARY KEY (workspace_id, name)
 );
 "#,
+    r#"
+-- Campaign definitions, every version kept; `num` is stable per campaign (its policy state key).
+CREATE TABLE campaigns (
+    workspace_id text NOT NULL REFERENCES workspaces (id),
+    id           text NOT NULL,
+    version      bigint NOT NULL,
+    num          bigint NOT NULL,
+    definition   text NOT NULL,
+    created_at   bigint NOT NULL,
+    PRIMARY KEY (workspace_id, id, version)
+);
+-- The decision engine's audit trail, with the outcome of each decision.
+CREATE TABLE decisions (
+    workspace_id     text NOT NULL,
+    id               text NOT NULL,
+    campaign         text NOT NULL,
+    campaign_version bigint NOT NULL,
+    person_id        bigint NOT NULL,
+    user_id          text,
+    at               bigint NOT NULL,
+    status           text NOT NULL,
+    arm              text,
+    propensity       double precision NOT NULL,
+    holdout          boolean NOT NULL,
+    deliver_at       bigint,
+    deadline         bigint NOT NULL,
+    policy_version   bigint NOT NULL,
+    body             text NOT NULL,
+    outcome          text,
+    outcome_at       bigint,
+    value            double precision,
+    delivered_at     bigint,
+    opened_at        bigint,
+    clicked_at       bigint,
+    PRIMARY KEY (workspace_id, id)
+);
+CREATE INDEX decisions_at ON decisions (workspace_id, at, id);
+CREATE INDEX decisions_campaign ON decisions (workspace_id, campaign, at, id);
+CREATE INDEX decisions_person ON decisions (workspace_id, person_id, at, id);
+CREATE INDEX decisions_deadline ON decisions (workspace_id, deadline);
+"#,
 ];
 
 /// Brings the schema to the latest version, creating `schema` first when given.

@@ -10,6 +10,7 @@
 //! another connection, such as a CLI import, commits) and WAL checkpoints on a thread of their
 //! own, so commits never copy pages back into the database file themselves.
 
+mod decisions;
 mod identity_cache;
 mod schema;
 
@@ -27,8 +28,9 @@ use whisperer_core::keys::KeyHash;
 use whisperer_core::tracking_plan::TrackingPlan;
 use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
 use whisperer_store::{
-    ConsumerCommit, ConsumerState, EventCount, EventCursor, KeyRecord, ModelVersion, NewKey, Person,
-    PersonMerge, Result, Store, StoreError, WorkspaceStats,
+    CampaignRecord, ConsumerCommit, ConsumerState, DecisionQuery, DecisionRecord, EventCount, EventCursor,
+    KeyRecord, LearnerCommit, ModelVersion, NewKey, Person, PersonMerge, Result, Store, StoreError,
+    WorkspaceStats,
 };
 
 /// File name of the database inside the data directory.
@@ -195,6 +197,48 @@ fn open_connection(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "cache_size", -65536).map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Writes a consumer's commit inside `tx`; `Err(stored)` when the stored checkpoint is not the
+/// one the commit starts from.
+fn commit_consumer_tx(
+    tx: &rusqlite::Transaction<'_>,
+    name: &str,
+    ws: &WorkspaceId,
+    commit: &ConsumerCommit,
+) -> rusqlite::Result<std::result::Result<(), i64>> {
+    let stored: i64 = tx
+        .prepare_cached("SELECT checkpoint FROM consumers WHERE name = ?1 AND workspace_id = ?2")?
+        .query_row(params![name, ws.as_str()], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    if stored != commit.expected {
+        return Ok(Err(stored));
+    }
+    tx.prepare_cached(
+        "INSERT INTO consumers (name, workspace_id, checkpoint, meta) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name, workspace_id) DO UPDATE SET checkpoint = excluded.checkpoint, meta = excluded.meta",
+    )?
+    .execute(params![name, ws.as_str(), commit.checkpoint, commit.meta])?;
+    let mut upsert = tx.prepare_cached(
+        "INSERT INTO consumer_rows (name, workspace_id, key, value) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (name, workspace_id, key) DO UPDATE SET value = excluded.value",
+    )?;
+    for (key, value) in &commit.upserts {
+        upsert.execute(params![name, ws.as_str(), key, value])?;
+    }
+    let mut delete =
+        tx.prepare_cached("DELETE FROM consumer_rows WHERE name = ?1 AND workspace_id = ?2 AND key = ?3")?;
+    for key in &commit.deletes {
+        delete.execute(params![name, ws.as_str(), key])?;
+    }
+    Ok(Ok(()))
+}
+
+fn consumer_conflict(consumer: &str, workspace: &WorkspaceId, stored: i64, expected: i64) -> StoreError {
+    StoreError::Conflict(format!(
+        "consumer {consumer} of workspace {workspace} is at {stored}, not at {expected}"
+    ))
 }
 
 fn map_err(e: rusqlite::Error) -> StoreError {
@@ -785,47 +829,91 @@ impl Store for SqliteStore {
         workspace: &WorkspaceId,
         commit: ConsumerCommit,
     ) -> Result<()> {
-        let (name, ws, expected) = (consumer.to_owned(), workspace.clone(), commit.expected);
+        let (name, ws) = (consumer.to_owned(), workspace.clone());
+        let expected = commit.expected;
         let outcome = self
             .write(move |c| {
                 let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let stored: i64 = tx
-                    .prepare_cached("SELECT checkpoint FROM consumers WHERE name = ?1 AND workspace_id = ?2")?
-                    .query_row(params![name, ws.as_str()], |r| r.get(0))
-                    .optional()?
-                    .unwrap_or(0);
-                if stored != commit.expected {
+                if let Err(stored) = commit_consumer_tx(&tx, &name, &ws, &commit)? {
                     return Ok(Err(stored));
-                }
-                tx.prepare_cached(
-                    "INSERT INTO consumers (name, workspace_id, checkpoint, meta) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (name, workspace_id) DO UPDATE SET checkpoint = excluded.checkpoint, meta = excluded.meta",
-                )?
-                .execute(params![name, ws.as_str(), commit.checkpoint, commit.meta])?;
-                {
-                    let mut upsert = tx.prepare_cached(
-                        "INSERT INTO consumer_rows (name, workspace_id, key, value) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (name, workspace_id, key) DO UPDATE SET value = excluded.value",
-                    )?;
-                    for (key, value) in &commit.upserts {
-                        upsert.execute(params![name, ws.as_str(), key, value])?;
-                    }
-                    let mut delete = tx.prepare_cached(
-                        "DELETE FROM consumer_rows WHERE name = ?1 AND workspace_id = ?2 AND key = ?3",
-                    )?;
-                    for key in &commit.deletes {
-                        delete.execute(params![name, ws.as_str(), key])?;
-                    }
                 }
                 tx.commit()?;
                 Ok(Ok(()))
             })
             .await?;
-        outcome.map_err(|stored| {
-            StoreError::Conflict(format!(
-                "consumer {consumer} of workspace {workspace} is at {stored}, not at {expected}"
-            ))
+        outcome.map_err(|stored| consumer_conflict(consumer, workspace, stored, expected))
+    }
+
+    async fn put_campaign(
+        &self,
+        workspace: &WorkspaceId,
+        id: &str,
+        definition: &str,
+        at: Millis,
+    ) -> Result<CampaignRecord> {
+        let (ws, id, definition) = (workspace.clone(), id.to_owned(), definition.to_owned());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let record = decisions::put_campaign(&tx, &ws, &id, &definition, at)?;
+            tx.commit()?;
+            Ok(record)
         })
+        .await
+    }
+
+    async fn campaigns(&self, workspace: &WorkspaceId) -> Result<Vec<CampaignRecord>> {
+        let ws = workspace.clone();
+        self.read(move |c| decisions::campaigns(c, &ws).map_err(map_err)).await
+    }
+
+    async fn campaign(
+        &self,
+        workspace: &WorkspaceId,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<CampaignRecord>> {
+        let (ws, id) = (workspace.clone(), id.to_owned());
+        self.read(move |c| decisions::campaign(c, &ws, &id, version).map_err(map_err)).await
+    }
+
+    async fn insert_decisions(&self, workspace: &WorkspaceId, records: &[DecisionRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let (ws, records) = (workspace.clone(), records.to_vec());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            decisions::insert_decisions(&tx, &ws, &records)?;
+            tx.commit()
+        })
+        .await
+    }
+
+    async fn decisions(&self, workspace: &WorkspaceId, query: &DecisionQuery) -> Result<Vec<DecisionRecord>> {
+        let (ws, query) = (workspace.clone(), query.clone());
+        self.read(move |c| decisions::decisions(c, &ws, &query).map_err(map_err)).await
+    }
+
+    async fn commit_learning(
+        &self,
+        consumer: &str,
+        workspace: &WorkspaceId,
+        commit: LearnerCommit,
+    ) -> Result<()> {
+        let (name, ws) = (consumer.to_owned(), workspace.clone());
+        let expected = commit.consumer.expected;
+        let outcome = self
+            .write(move |c| {
+                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                if let Err(stored) = commit_consumer_tx(&tx, &name, &ws, &commit.consumer)? {
+                    return Ok(Err(stored));
+                }
+                decisions::apply_outcomes(&tx, &ws, &commit.outcomes)?;
+                tx.commit()?;
+                Ok(Ok(()))
+            })
+            .await?;
+        outcome.map_err(|stored| consumer_conflict(consumer, workspace, stored, expected))
     }
 
     async fn setting(&self, workspace: &WorkspaceId, name: &str) -> Result<Option<String>> {

@@ -116,6 +116,47 @@ CREATE TABLE settings (
     PRIMARY KEY (workspace_id, name)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Campaign definitions, every version kept; `num` is stable per campaign (its policy state key).
+CREATE TABLE campaigns (
+    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    id           TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    num          INTEGER NOT NULL,
+    definition   TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, id, version)
+) WITHOUT ROWID;
+-- The decision engine's audit trail, with the outcome of each decision.
+CREATE TABLE decisions (
+    workspace_id     TEXT NOT NULL,
+    id               TEXT NOT NULL,
+    campaign         TEXT NOT NULL,
+    campaign_version INTEGER NOT NULL,
+    person_id        INTEGER NOT NULL,
+    user_id          TEXT,
+    at               INTEGER NOT NULL,
+    status           TEXT NOT NULL,
+    arm              TEXT,
+    propensity       REAL NOT NULL,
+    holdout          INTEGER NOT NULL,
+    deliver_at       INTEGER,
+    deadline         INTEGER NOT NULL,
+    policy_version   INTEGER NOT NULL,
+    body             TEXT NOT NULL,
+    outcome          TEXT,
+    outcome_at       INTEGER,
+    value            REAL,
+    delivered_at     INTEGER,
+    opened_at        INTEGER,
+    clicked_at       INTEGER,
+    PRIMARY KEY (workspace_id, id)
+);
+CREATE INDEX decisions_at ON decisions (workspace_id, at, id);
+CREATE INDEX decisions_campaign ON decisions (workspace_id, campaign, at, id);
+CREATE INDEX decisions_person ON decisions (workspace_id, person_id, at, id);
+CREATE INDEX decisions_deadline ON decisions (workspace_id, deadline);
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

@@ -10,7 +10,10 @@ use whisperer_core::keys::KeyHash;
 use whisperer_core::tracking_plan::{PlanMode, TrackingPlan};
 use whisperer_core::{ApiKey, EventType, KeyKind, Millis, NewEvent, Workspace, WorkspaceId};
 
-use crate::{ConsumerCommit, ConsumerState, EventCursor, NewKey, PersonMerge, Store, StoreError};
+use crate::{
+    ConsumerCommit, ConsumerState, DecisionQuery, DecisionRecord, EventCursor, LearnerCommit, NewKey,
+    OutcomeKind, OutcomeUpdate, PersonMerge, Store, StoreError,
+};
 
 /// Expands to one `#[tokio::test]` per check. `$make` is an async expression giving
 /// `Option<(impl Store, guard)>`: a fresh empty store and whatever must live as long as it (a
@@ -35,7 +38,9 @@ macro_rules! conformance_suite {
             merges_are_recorded_at_their_batch,
             consumer_state_commits_atomically,
             model_versions,
-            settings
+            settings,
+            campaign_versions,
+            decisions_and_outcomes
         );
     };
     (@tests $make:expr; $($name:ident),*) => {
@@ -527,4 +532,168 @@ pub async fn settings(store: &impl Store) {
         store.set_setting(&unknown, "lifecycle", "{}", Millis(T0)).await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+pub async fn campaign_versions(store: &impl Store) {
+    let (ws, _, _) = workspace(store, "campaigns").await;
+    let (other, _, _) = workspace(store, "other").await;
+    let a1 = store.put_campaign(&ws, "win-back", r#"{"v":1}"#, Millis(T0)).await.unwrap();
+    assert_eq!((a1.version, a1.num), (1, 1));
+    let same = store.put_campaign(&ws, "win-back", r#"{"v":1}"#, Millis(T0 + 5)).await.unwrap();
+    assert_eq!(same, a1, "an unchanged definition keeps its version");
+    let b = store.put_campaign(&ws, "onboarding", r#"{"v":1}"#, Millis(T0 + 1)).await.unwrap();
+    assert_eq!((b.version, b.num), (1, 2));
+    let a2 = store.put_campaign(&ws, "win-back", r#"{"v":2}"#, Millis(T0 + 2)).await.unwrap();
+    assert_eq!((a2.version, a2.num, a2.created_at), (2, 1, Millis(T0 + 2)));
+    let all = store.campaigns(&ws).await.unwrap();
+    assert_eq!(
+        all.iter().map(|c| (c.id.as_str(), c.version)).collect::<Vec<_>>(),
+        [("onboarding", 1), ("win-back", 2)]
+    );
+    assert_eq!(store.campaign(&ws, "win-back", None).await.unwrap().unwrap().definition, r#"{"v":2}"#);
+    assert_eq!(store.campaign(&ws, "win-back", Some(1)).await.unwrap().unwrap().definition, r#"{"v":1}"#);
+    assert_eq!(store.campaign(&ws, "win-back", Some(3)).await.unwrap(), None);
+    assert!(store.campaigns(&other).await.unwrap().is_empty(), "campaigns belong to their workspace");
+    assert_eq!(store.campaign(&other, "win-back", None).await.unwrap(), None);
+    let o = store.put_campaign(&other, "win-back", r#"{"v":9}"#, Millis(T0)).await.unwrap();
+    assert_eq!((o.version, o.num), (1, 1));
+}
+
+fn decision(id: &str, campaign: &str, person: i64, at: i64, status: &str) -> DecisionRecord {
+    DecisionRecord {
+        id: id.into(),
+        campaign: campaign.into(),
+        campaign_version: 1,
+        person,
+        user_id: Some(format!("u{person}")),
+        at: Millis(at),
+        status: status.into(),
+        arm: (status == "send").then(|| "email/discount".into()),
+        propensity: 0.25,
+        holdout: status == "holdout",
+        deliver_at: (status == "send").then_some(Millis(at + 10)),
+        deadline: Millis(at + 1_000),
+        policy_version: 3,
+        body: r#"{"context":[1.0,0.5]}"#.into(),
+        outcome: None,
+        outcome_at: None,
+        value: None,
+        delivered_at: None,
+        opened_at: None,
+        clicked_at: None,
+    }
+}
+
+pub async fn decisions_and_outcomes(store: &impl Store) {
+    let (ws, _, _) = workspace(store, "decisions").await;
+    let (other, _, _) = workspace(store, "other").await;
+    let records = vec![
+        decision("d1", "win-back", 1, T0, "send"),
+        decision("d2", "win-back", 2, T0 + 1, "holdout"),
+        decision("d3", "onboarding", 1, T0 + 2, "suppressed"),
+        decision("d4", "win-back", 1, T0 + 2, "send"),
+    ];
+    store.insert_decisions(&ws, &records).await.unwrap();
+    // Inserting again (a retried batch) changes nothing.
+    let mut changed = records[0].clone();
+    changed.status = "holdout".into();
+    store.insert_decisions(&ws, &[changed]).await.unwrap();
+    let q = |f: fn(&mut DecisionQuery)| {
+        let mut q = DecisionQuery { limit: 10, ..DecisionQuery::default() };
+        f(&mut q);
+        q
+    };
+    let ids = |v: Vec<DecisionRecord>| v.into_iter().map(|d| d.id).collect::<Vec<_>>();
+    let all = store.decisions(&ws, &q(|_| {})).await.unwrap();
+    assert_eq!(all[3], records[0], "a decision reads back as written");
+    assert_eq!(ids(all), ["d4", "d3", "d2", "d1"], "newest first, ties by id");
+    assert_eq!(
+        ids(store.decisions(&ws, &q(|q| q.campaign = Some("win-back".into()))).await.unwrap()),
+        ["d4", "d2", "d1"]
+    );
+    assert_eq!(ids(store.decisions(&ws, &q(|q| q.person = Some(1))).await.unwrap()), ["d4", "d3", "d1"]);
+    assert_eq!(
+        ids(store.decisions(&ws, &q(|q| q.status = Some("send".into()))).await.unwrap()),
+        ["d4", "d1"]
+    );
+    assert_eq!(
+        ids(store.decisions(&ws, &q(|q| q.since = Some(Millis(T0 + 1)))).await.unwrap()),
+        ["d4", "d3", "d2"]
+    );
+    assert_eq!(ids(store.decisions(&ws, &q(|q| q.until = Some(Millis(T0 + 1)))).await.unwrap()), ["d1"]);
+    assert_eq!(
+        ids(store.decisions(&ws, &q(|q| q.deadline_from = Some(Millis(T0 + 1_002)))).await.unwrap()),
+        ["d4", "d3"]
+    );
+    let page = DecisionQuery { limit: 2, ..DecisionQuery::default() };
+    let first = store.decisions(&ws, &page).await.unwrap();
+    let last = first.last().unwrap();
+    let next = DecisionQuery { before: Some((last.at, last.id.clone())), ..page };
+    assert_eq!(ids(first), ["d4", "d3"]);
+    assert_eq!(ids(store.decisions(&ws, &next).await.unwrap()), ["d2", "d1"]);
+    assert!(
+        store.decisions(&other, &q(|_| {})).await.unwrap().is_empty(),
+        "decisions belong to their workspace"
+    );
+
+    // Outcomes commit with the learner's checkpoint and policy rows, or not at all.
+    let outcome = |id: &str, kind, at: i64, value| OutcomeUpdate {
+        decision: id.into(),
+        kind,
+        at: Millis(T0 + at),
+        value,
+    };
+    let commit = LearnerCommit {
+        consumer: ConsumerCommit {
+            expected: 0,
+            checkpoint: 7,
+            meta: vec![],
+            upserts: vec![(1, b"policy".to_vec())],
+            deletes: vec![],
+        },
+        outcomes: vec![
+            outcome("d1", OutcomeKind::Delivered, 11, None),
+            outcome("d1", OutcomeKind::Opened, 20, None),
+            outcome("d1", OutcomeKind::Opened, 25, None),
+            outcome("d2", OutcomeKind::Failed, 1_001, None),
+            outcome("d4", OutcomeKind::Converted, 30, Some(49.0)),
+            outcome("d4", OutcomeKind::Failed, 1_002, None),
+        ],
+    };
+    let stale = LearnerCommit {
+        consumer: ConsumerCommit { expected: 3, ..commit.consumer.clone() },
+        ..commit.clone()
+    };
+    assert!(matches!(store.commit_learning("decisions", &ws, stale).await, Err(StoreError::Conflict(_))));
+    assert_eq!(
+        store.decisions(&ws, &q(|q| q.person = Some(2))).await.unwrap()[0].outcome,
+        None,
+        "a refused commit writes nothing"
+    );
+    store.commit_learning("decisions", &ws, commit).await.unwrap();
+    assert_eq!(store.consumer_state("decisions", &ws).await.unwrap().unwrap().checkpoint, 7);
+    assert_eq!(store.consumer_rows("decisions", &ws).await.unwrap(), [(1, b"policy".to_vec())]);
+    let by_id = |v: &[DecisionRecord], id: &str| v.iter().find(|d| d.id == id).unwrap().clone();
+    let all = store.decisions(&ws, &q(|_| {})).await.unwrap();
+    let d1 = by_id(&all, "d1");
+    assert_eq!(
+        (d1.delivered_at, d1.opened_at, d1.outcome),
+        (Some(Millis(T0 + 11)), Some(Millis(T0 + 20)), None)
+    );
+    let d2 = by_id(&all, "d2");
+    assert_eq!((d2.outcome.as_deref(), d2.outcome_at), (Some("failed"), Some(Millis(T0 + 1_001))));
+    let d4 = by_id(&all, "d4");
+    assert_eq!(
+        (d4.outcome.as_deref(), d4.value),
+        (Some("converted"), Some(49.0)),
+        "a failure never overrides a conversion"
+    );
+    // A late conversion overrides the failure.
+    let late = LearnerCommit {
+        consumer: ConsumerCommit { expected: 7, checkpoint: 9, ..ConsumerCommit::default() },
+        outcomes: vec![outcome("d2", OutcomeKind::Converted, 900, None)],
+    };
+    store.commit_learning("decisions", &ws, late).await.unwrap();
+    let d2 = by_id(&store.decisions(&ws, &q(|_| {})).await.unwrap(), "d2");
+    assert_eq!((d2.outcome.as_deref(), d2.outcome_at), (Some("converted"), Some(Millis(T0 + 900))));
 }

@@ -145,6 +145,95 @@ pub struct ModelVersion {
     pub metrics: String,
 }
 
+/// One stored version of a campaign definition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CampaignRecord {
+    pub id: String,
+    /// 1, 2, … per campaign; a changed definition gets the next one.
+    pub version: i64,
+    /// Stable small number of the campaign in its workspace (a key for its policy state).
+    pub num: i64,
+    /// Canonical JSON.
+    pub definition: String,
+    pub created_at: Millis,
+}
+
+/// A decision of the decision engine, with what came of it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DecisionRecord {
+    pub id: String,
+    pub campaign: String,
+    pub campaign_version: i64,
+    pub person: PersonId,
+    pub user_id: Option<String>,
+    pub at: Millis,
+    /// send, holdout, no_send, suppressed, not_eligible, paused.
+    pub status: String,
+    pub arm: Option<String>,
+    pub propensity: f64,
+    pub holdout: bool,
+    pub deliver_at: Option<Millis>,
+    /// End of the goal window.
+    pub deadline: Millis,
+    pub policy_version: i64,
+    /// The rest of the decision (context, explanation, channel, content) as JSON.
+    pub body: String,
+    /// converted or failed, once known.
+    pub outcome: Option<String>,
+    pub outcome_at: Option<Millis>,
+    pub value: Option<f64>,
+    pub delivered_at: Option<Millis>,
+    pub opened_at: Option<Millis>,
+    pub clicked_at: Option<Millis>,
+}
+
+/// Which decisions to read: newest first, every given condition applies.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DecisionQuery {
+    pub campaign: Option<String>,
+    pub person: Option<PersonId>,
+    pub status: Option<String>,
+    /// `at >= since`.
+    pub since: Option<Millis>,
+    /// `at < until`.
+    pub until: Option<Millis>,
+    /// Decisions whose goal window ends at or after this time.
+    pub deadline_from: Option<Millis>,
+    /// Only decisions strictly older than this (at, id): the cursor of the previous page.
+    pub before: Option<(Millis, String)>,
+    pub limit: usize,
+}
+
+/// What happened after a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutcomeKind {
+    /// The goal was reached (overrides an earlier `Failed`: a late conversion).
+    Converted,
+    /// The goal window closed without it (only while nothing is known).
+    Failed,
+    /// Message events: the first time of each is kept.
+    Delivered,
+    Opened,
+    Clicked,
+}
+
+/// An outcome to record on a decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutcomeUpdate {
+    pub decision: String,
+    pub kind: OutcomeKind,
+    pub at: Millis,
+    pub value: Option<f64>,
+}
+
+/// What the decision learner writes in one transaction: its consumer commit (checkpoint and
+/// policy states as rows keyed by campaign number) and the outcomes it attributed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LearnerCommit {
+    pub consumer: ConsumerCommit,
+    pub outcomes: Vec<OutcomeUpdate>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Backend name for logs and metrics.
@@ -256,6 +345,38 @@ pub trait Store: Send + Sync + 'static {
         kind: &str,
         at_most: Option<Millis>,
     ) -> Result<Option<(ModelVersion, Vec<u8>)>>;
+
+    /// Stores a campaign definition; a definition equal to the current one keeps its version.
+    /// Returns the record now current.
+    async fn put_campaign(
+        &self,
+        workspace: &WorkspaceId,
+        id: &str,
+        definition: &str,
+        at: Millis,
+    ) -> Result<CampaignRecord>;
+    /// The current version of every campaign of a workspace, by id.
+    async fn campaigns(&self, workspace: &WorkspaceId) -> Result<Vec<CampaignRecord>>;
+    /// A campaign's current version (or the given one).
+    async fn campaign(
+        &self,
+        workspace: &WorkspaceId,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<CampaignRecord>>;
+
+    /// Records decisions (a decision already stored under its id is left as it is).
+    async fn insert_decisions(&self, workspace: &WorkspaceId, decisions: &[DecisionRecord]) -> Result<()>;
+    /// Decisions matching a query, newest first.
+    async fn decisions(&self, workspace: &WorkspaceId, query: &DecisionQuery) -> Result<Vec<DecisionRecord>>;
+    /// Commits the decision learner's outcomes with its checkpoint and policy states, atomically
+    /// (`Conflict` as for [`Store::commit_consumer`]).
+    async fn commit_learning(
+        &self,
+        consumer: &str,
+        workspace: &WorkspaceId,
+        commit: LearnerCommit,
+    ) -> Result<()>;
 
     /// The person an id belongs to, with all their ids.
     async fn find_person(&self, workspace: &WorkspaceId, kind: IdKind, value: &str)
