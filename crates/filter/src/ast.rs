@@ -342,3 +342,188 @@ impl fmt::Display for Test {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse;
+
+    /// xorshift64: deterministic, dependency-free.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+    }
+
+    const NUMBERS: &[f64] = &[
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.6,
+        0.30000000000000004,
+        1e21,
+        1e-7,
+        123456789.125,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        -2.5e-300,
+        5e-324,
+    ];
+
+    const STRINGS: &[&str] = &[
+        "",
+        "at_risk",
+        "DE",
+        "a\"b",
+        "back\\slash",
+        "line\nbreak",
+        "tab\t",
+        "\u{7}bell",
+        "nul\u{0}",
+        "cr\r",
+        "😀",
+        "é",
+        "\u{85}\u{2028}",
+        "and",
+    ];
+
+    const FIRST: &[&str] = &["stage", "traits", "features", "scores", "a", "_x9", "AND"];
+    const LATER: &[&str] =
+        &["plan", "in", "not", "true", "sessions_7d", "first name", "a\"b", "é", "2fa", "tab\tx", "x.y", "_"];
+
+    fn span() -> Span {
+        Span::default()
+    }
+
+    fn path(rng: &mut Rng) -> Path {
+        let mut segments = vec![rng.pick(FIRST).to_string()];
+        for _ in 0..rng.below(4) {
+            segments.push(rng.pick(LATER).to_string());
+        }
+        Path { segments }
+    }
+
+    fn literal(rng: &mut Rng, scalar_only: bool) -> Literal {
+        match rng.below(if scalar_only { 2 } else { 5 }) {
+            0 => Literal::Number(*rng.pick(NUMBERS)),
+            1 => Literal::Str(rng.pick(STRINGS).to_string()),
+            2 => Literal::Bool(true),
+            3 => Literal::Bool(false),
+            _ => Literal::Null,
+        }
+    }
+
+    fn test(rng: &mut Rng) -> Test {
+        const OPS: [CmpOp; 6] = [CmpOp::Eq, CmpOp::Ne, CmpOp::Lt, CmpOp::Le, CmpOp::Gt, CmpOp::Ge];
+        const STR_OPS: [StrOp; 3] = [StrOp::Contains, StrOp::StartsWith, StrOp::EndsWith];
+        let op = match rng.below(4) {
+            0 => {
+                let op = *rng.pick(&OPS);
+                TestOp::Compare { op, value: literal(rng, op.is_ordering()), value_span: span() }
+            }
+            1 => TestOp::In {
+                negated: rng.below(2) == 0,
+                list: (0..rng.below(5)).map(|_| (literal(rng, false), span())).collect(),
+            },
+            2 => TestOp::Exists,
+            _ => TestOp::Str {
+                op: *rng.pick(&STR_OPS),
+                needle: rng.pick(STRINGS).to_string(),
+                needle_span: span(),
+            },
+        };
+        Test { path: path(rng), path_span: span(), op }
+    }
+
+    fn expr(rng: &mut Rng, depth: usize) -> Expr {
+        let kind = if depth == 0 || rng.below(3) == 0 {
+            if rng.below(10) == 0 { ExprKind::Const(rng.below(2) == 0) } else { ExprKind::Test(test(rng)) }
+        } else {
+            let n = 2 + rng.below(3);
+            match rng.below(3) {
+                0 => ExprKind::Not(Box::new(expr(rng, depth - 1))),
+                1 => ExprKind::And((0..n).map(|_| expr(rng, depth - 1)).collect()),
+                _ => ExprKind::Or((0..n).map(|_| expr(rng, depth - 1)).collect()),
+            }
+        };
+        Expr { kind, span: span() }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        for _ in 0..3000 {
+            let e = expr(&mut rng, 4);
+            let src = e.to_string();
+            let parsed = parse(&src).unwrap_or_else(|err| panic!("{src}\n{}", err.render(&src)));
+            assert_eq!(parsed, e, "{src}");
+            assert_eq!(parsed.to_string(), src);
+            // Spans of the re-parsed tree point at the canonical text of each path.
+            for (p, s) in parsed.paths() {
+                assert_eq!(&src[s.start..s.end], p.to_string());
+            }
+        }
+    }
+
+    #[test]
+    fn mangled_sources_never_panic() {
+        // Random edits of valid sources: every outcome is a tree that round-trips or an
+        // error positioned inside (or just after) the source.
+        const NOISE: &[&str] = &[
+            "(", ")", "[", "]", ",", ".", "\"", "\\", "=", "==", "!", "<", ">", "&", "|", "-", "1", "e", "x",
+            " ", "\n", "é", "😀", "not", "in", "and", "or", "exists", "\\u{", "\\uD83D", "'",
+        ];
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..5000 {
+            let mut src: Vec<char> = expr(&mut rng, 3).to_string().chars().collect();
+            for _ in 0..1 + rng.below(3) {
+                let at = rng.below(src.len() + 1);
+                if rng.below(2) == 0 && at < src.len() {
+                    let len = 1 + rng.below(3).min(src.len() - at - 1);
+                    src.drain(at..at + len);
+                } else {
+                    let noise: Vec<char> = rng.pick(NOISE).chars().collect();
+                    src.splice(at..at, noise);
+                }
+            }
+            let src: String = src.into_iter().collect();
+            match parse(&src) {
+                Ok(e) => {
+                    let canonical = e.to_string();
+                    assert_eq!(parse(&canonical).unwrap(), e, "{src} -> {canonical}");
+                }
+                Err(err) => {
+                    let lines: Vec<&str> = src.split('\n').collect();
+                    assert!(err.line >= 1 && err.line <= lines.len(), "{src:?}: {err}");
+                    let width = lines[err.line - 1].chars().count();
+                    assert!(err.column >= 1 && err.column <= width + 1, "{src:?}: {err}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn path_display_quotes_what_it_must() {
+        let p = |s: &[&str]| Path { segments: s.iter().map(|s| s.to_string()).collect() };
+        assert_eq!(p(&["traits", "plan"]).to_string(), "traits.plan");
+        assert_eq!(p(&["traits", "first name"]).to_string(), "traits.\"first name\"");
+        assert_eq!(p(&["traits", "in", "2fa"]).to_string(), "traits.in.\"2fa\"");
+        assert_eq!(p(&["in"]).to_string(), "\"in\"");
+        assert!(p(&["a", "b"]).is(&["a", "b"]));
+        assert!(!p(&["a", "b"]).is(&["a"]));
+    }
+}

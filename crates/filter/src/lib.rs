@@ -15,6 +15,33 @@
 //! spans), [`Expr::bind`] maps every path to the caller's own key (a feature index, a column…)
 //! and yields a [`Bound`] whose [`Bound::eval`] is allocation-free.
 //!
+//! ```
+//! use whisperer_filter::{Value, parse};
+//!
+//! // The caller's own columns; paths bind to indexes into a row.
+//! let columns = ["features.sessions_7d", "traits.plan"];
+//! let expr = parse(r#"features.sessions_7d >= 1 and traits.plan != "internal""#)?;
+//! let audience = expr.bind(|path| {
+//!     let name = path.to_string();
+//!     columns
+//!         .iter()
+//!         .position(|c| *c == name)
+//!         .ok_or_else(|| format!("unknown path \"{name}\" (known: {})", columns.join(", ")))
+//! })?;
+//!
+//! let plan = String::from("pro");
+//! let row = [Value::Number(3.0), Value::Str(&plan)];
+//! let get = |k: &usize| row[*k];
+//! assert!(audience.eval(&get));
+//! assert!(!audience.eval(|_: &usize| Value::Null));
+//!
+//! let err = parse("traits.plan = \"pro\"").unwrap_err();
+//! assert_eq!(err.to_string(), r#"1:13: "=" is not an operator; use "==" to compare"#);
+//! let err = parse("feature.sessions_7d > 0")?.bind(|p| Err::<usize, _>(format!("unknown path \"{p}\"")));
+//! assert_eq!(err.unwrap_err().to_string(), r#"1:1: unknown path "feature.sessions_7d""#);
+//! # Ok::<(), whisperer_filter::ParseError>(())
+//! ```
+//!
 //! ## Grammar
 //!
 //! ```text
