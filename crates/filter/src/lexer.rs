@@ -237,9 +237,14 @@ impl<'s> Lexer<'s> {
                 return err(format!("unknown operator \"{c}\""));
             }
             c if c.is_alphabetic() => {
+                // The whole would-be name, for the hint: `prénom` in `traits.prénom`.
+                let before = self.src[..self.pos].trim_end_matches(is_word_char);
+                let rest = &self.src[self.pos..];
+                let after = rest.find(|c: char| c != '_' && !c.is_alphanumeric()).unwrap_or(rest.len());
+                let name = &self.src[before.len()..self.pos + after];
                 return err(format!(
                     "unexpected character \"{c}\": names are ASCII letters, digits and \"_\"; \
-                         quote other path segments, e.g. traits.\"{c}\""
+                     quote other path segments, e.g. \"{name}\""
                 ));
             }
             c => return err(format!("unexpected character {:?}", c)),

@@ -235,12 +235,12 @@ impl<'s> Parser<'s> {
 
     fn test(&mut self, path: Path, path_span: Span) -> Result<Expr, ParseError> {
         let t = self.next()?;
+        if let Some(op) = cmp_op(&t.tok) {
+            let (value, value_span) = self.value_after(op)?;
+            let op = TestOp::Compare { op, value, value_span };
+            return Ok(test_expr(path, path_span, op, value_span));
+        }
         let (op, end) = match t.tok {
-            ref tok if cmp_op(tok).is_some() => {
-                let op = cmp_op(tok).unwrap_or(CmpOp::Eq);
-                let (value, value_span) = self.value_after(op)?;
-                (TestOp::Compare { op, value, value_span }, value_span)
-            }
             Tok::Word("in") => {
                 let (list, end) = self.list("in")?;
                 (TestOp::In { negated: false, list }, end)
@@ -308,7 +308,7 @@ impl<'s> Parser<'s> {
                 ));
             }
         };
-        Ok(Expr { span: path_span.to(end), kind: ExprKind::Test(Test { path, path_span, op }) })
+        Ok(test_expr(path, path_span, op, end))
     }
 
     /// The literal after a comparison operator.
@@ -407,6 +407,10 @@ impl<'s> Parser<'s> {
             }
         }
     }
+}
+
+fn test_expr(path: Path, path_span: Span, op: TestOp, end: Span) -> Expr {
+    Expr { span: path_span.to(end), kind: ExprKind::Test(Test { path, path_span, op }) }
 }
 
 fn expected_condition(ctx: Option<&str>, t: &Token<'_>) -> ParseError {
@@ -606,7 +610,7 @@ mod tests {
             ),
             (
                 "traits.prénom == 1",
-                "1:10: unexpected character \"é\": names are ASCII letters, digits and \"_\"; quote other path segments, e.g. traits.\"é\"",
+                "1:10: unexpected character \"é\": names are ASCII letters, digits and \"_\"; quote other path segments, e.g. \"prénom\"",
             ),
             (
                 "a == 1 == 2",
