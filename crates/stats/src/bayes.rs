@@ -27,8 +27,8 @@
 use serde::Serialize;
 
 use crate::error::{Result, StatsError};
+use crate::special::{GL_NODES as NODES, gauss_legendre};
 
-const NODES: usize = 10;
 /// Half-width of each arm's support in posterior standard deviations.
 const SUPPORT_SD: f64 = 30.0;
 /// Panels across one arm's support.
@@ -174,35 +174,6 @@ impl Posterior {
             out.extend((1..=GRADED).map(|k| 1.0 - width * 0.25f64.powi(k as i32)));
         }
     }
-}
-
-/// Gauss–Legendre nodes and weights on `[−1, 1]` by Newton's method on `P_n`.
-fn gauss_legendre() -> ([f64; NODES], [f64; NODES]) {
-    let mut x = [0.0; NODES];
-    let mut w = [0.0; NODES];
-    let n = NODES as f64;
-    for i in 0..NODES {
-        let mut z = (std::f64::consts::PI * (i as f64 + 0.75) / (n + 0.5)).cos();
-        let mut dp = 0.0;
-        for _ in 0..100 {
-            let (mut p0, mut p1) = (1.0, z);
-            for k in 2..=NODES {
-                let k = k as f64;
-                let p2 = ((2.0 * k - 1.0) * z * p1 - (k - 1.0) * p0) / k;
-                p0 = p1;
-                p1 = p2;
-            }
-            dp = n * (z * p1 - p0) / (z * z - 1.0);
-            let dz = p1 / dp;
-            z -= dz;
-            if dz.abs() < 1e-16 {
-                break;
-            }
-        }
-        x[i] = z;
-        w[i] = 2.0 / ((1.0 - z * z) * dp * dp);
-    }
-    (x, w)
 }
 
 /// Every arm's density, CDF and partial first moment at the nodes of one merged grid.
@@ -354,6 +325,7 @@ mod tests {
 
     #[test]
     fn gauss_legendre_integrates_polynomials_exactly() {
+        use crate::special::gauss_legendre;
         let (x, w) = gauss_legendre();
         let sum: f64 = w.iter().sum();
         assert!((sum - 2.0).abs() < 1e-14);
