@@ -33,6 +33,11 @@
 //! DR:          mean of q̂(x, π_e) + w (r − q̂(x, a))
 //! ```
 //!
+//! Accuracy against scipy/statsmodels over the committed reference cases: closed forms to a
+//! few ulps; normal, Student t and chi-squared tails and quantiles to ~1e-11 relative or better
+//! (Student t is computed here, not by statrs, which loses up to 1e-5 at large degrees of
+//! freedom); Beta-Bernoulli integrals to ~1e-13 absolute.
+//!
 //! Each module's doc has the details: [`proportion`], [`welch`], [`sequential`], [`bayes`],
 //! [`srm`], [`holm`], [`ope`]. `tests/fixtures/make_reference.py` regenerates the reference
 //! values the integration tests compare against.
