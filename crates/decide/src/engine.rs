@@ -287,12 +287,12 @@ impl Engine {
 
     /// Decides for every campaign in `indexes` that wants this user at once, highest priority
     /// first: once one sends, the others are suppressed by the `priority` rule.
-    pub fn decide_many(
+    pub fn decide_many<'d>(
         &mut self,
         indexes: &[usize],
         user: &UserContext<'_>,
         user_id: Option<&str>,
-        draws: &mut dyn FnMut(usize) -> Draw<'static>,
+        draws: &mut dyn FnMut(usize) -> Draw<'d>,
     ) -> Vec<Decision> {
         let mut order: Vec<usize> = indexes.to_vec();
         order.sort_by_key(|i| (-self.live[*i].campaign.spec.priority, *i));

@@ -21,6 +21,7 @@ use crate::churn::Trained;
 use crate::config::Config;
 use crate::server::{Server, open_store, shutdown_signal};
 use crate::simulate::SimulateArgs;
+use whisperer_sim::SimConfig;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct DemoArgs {
@@ -86,6 +87,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         oracle_out: Some(oracle_file.clone()),
         as_of: Some(as_of),
         horizon_days: args.horizon_days,
+        campaigns: Vec::new(),
+        report_json: None,
     };
     let started = Instant::now();
     crate::simulate::run(sim).await.context("the simulated traffic failed")?;
@@ -122,6 +125,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let report = whisperer_cohorts::retention(store.as_ref(), &ws, &query).await?;
     println!("Retention (GET /v1/cohorts/retention, `whisperer cohorts retention`)");
     print!("{}", crate::cohorts::render(&report, started.elapsed()));
+    println!();
+    closed_loop(&args, end)?;
 
     if args.serve {
         println!();
@@ -253,5 +258,27 @@ async fn churn_quality(
         100.0 * mean_p,
         100.0 * y.iter().filter(|c| **c).count() as f64 / y.len().max(1) as f64
     );
+    Ok(())
+}
+
+/// The decision engine's closed loop on a fresh population (in process, the example campaigns):
+/// decisions, holdout, fatigue and learning, judged by the simulator's oracle.
+fn closed_loop(args: &DemoArgs, end: Millis) -> anyhow::Result<()> {
+    // Built in, so the demo needs no files beside the binary.
+    let texts = [
+        include_str!("../../../examples/campaigns/win-back.toml"),
+        include_str!("../../../examples/campaigns/onboarding.toml"),
+    ];
+    let campaigns = texts
+        .iter()
+        .map(|t| Ok(whisperer_decide::CampaignSpec::parse(t)?.compile(1)?))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let config = SimConfig { users: args.users * 2, seed: args.seed, ..SimConfig::ending_at(end, args.days) };
+    let started = Instant::now();
+    let report = crate::closed_loop::run(config, campaigns, |_| {})?;
+    println!("Decision engine (`whisperer simulate --campaigns examples/campaigns/*.toml`)");
+    for line in crate::closed_loop::summary(&report, started.elapsed()).lines() {
+        println!("  {line}");
+    }
     Ok(())
 }

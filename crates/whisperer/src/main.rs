@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod churn;
+mod closed_loop;
 mod cohorts;
 mod config;
 mod demo;
@@ -82,6 +83,11 @@ enum Command {
     Lifecycle {
         #[command(subcommand)]
         command: LifecycleCommand,
+    },
+    /// Campaigns of the decision engine: create or update one from a TOML/JSON file, list them.
+    Campaign {
+        #[command(subcommand)]
+        command: CampaignCommand,
     },
     /// Churn prediction: train a workspace's model, score its users.
     Churn {
@@ -191,6 +197,26 @@ enum LifecycleCommand {
     },
     /// Print the thresholds in force.
     Get {
+        #[arg(long)]
+        workspace: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CampaignCommand {
+    /// Create or update a campaign from a TOML or JSON file (checked field by field); prints
+    /// `{"id": …, "version": …}`. An unchanged definition keeps its version.
+    Apply {
+        file: PathBuf,
+        #[arg(long)]
+        workspace: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print every campaign of a workspace (current versions) as JSON.
+    List {
         #[arg(long)]
         workspace: String,
         #[command(flatten)]
@@ -370,6 +396,36 @@ async fn main() -> anyhow::Result<()> {
                         None => LifecycleConfig::default(),
                     };
                     print_json(&serde_json::to_value(&config)?)?;
+                }
+            }
+        }
+        Command::Campaign { command } => {
+            init_logging(LogFormat::Text, "warn");
+            match command {
+                CampaignCommand::Apply { file, workspace, store } => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let spec = whisperer_decide::CampaignSpec::parse(&text)
+                        .map_err(|e| anyhow::anyhow!("{}: invalid campaign: {e}", file.display()))?;
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    let record = db.put_campaign(&ws, &spec.id, &spec.to_json(), Millis::now()).await?;
+                    print_json(&serde_json::json!({ "id": record.id, "version": record.version }))?;
+                }
+                CampaignCommand::List { workspace, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    let mut out = Vec::new();
+                    for c in db.campaigns(&ws).await? {
+                        let definition: serde_json::Value = serde_json::from_str(&c.definition)?;
+                        out.push(serde_json::json!({
+                            "id": c.id,
+                            "version": c.version,
+                            "updatedAt": c.created_at.to_string(),
+                            "definition": definition,
+                        }));
+                    }
+                    print_json(&serde_json::Value::Array(out))?;
                 }
             }
         }

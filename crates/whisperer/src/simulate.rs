@@ -18,7 +18,7 @@ use whisperer_core::time::parse_iso8601;
 use whisperer_sim::{DAY_MS, Message, SimConfig, Simulation};
 
 #[derive(Clone, Debug, clap::Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["output", "url"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["output", "url", "campaigns"])))]
 pub struct SimulateArgs {
     /// Users who sign up during the simulated window.
     #[arg(long, default_value_t = 10_000)]
@@ -38,6 +38,13 @@ pub struct SimulateArgs {
     /// Send the messages to this server's Segment API (`POST /v1/batch`).
     #[arg(long, requires = "write_key")]
     pub url: Option<String>,
+    /// Run these campaign files (TOML/JSON) against the population in process: decisions,
+    /// fatigue rules and learning, with the chosen messages applied to the simulated users.
+    #[arg(long, num_args = 1.., conflicts_with_all = ["output", "url", "oracle_out"])]
+    pub campaigns: Vec<PathBuf>,
+    /// With --campaigns: write the closed loop's report (uplift, regret, arms) as JSON here.
+    #[arg(long, requires = "campaigns")]
+    pub report_json: Option<PathBuf>,
     /// The workspace write key, for --url.
     #[arg(long)]
     pub write_key: Option<String>,
@@ -89,6 +96,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     {
         bail!("--as-of {as_of} is outside the simulated window {} .. {}", config.start, config.end);
     }
+    if !args.campaigns.is_empty() {
+        return run_campaigns(config, &args).await;
+    }
     let sim = Simulation::new(config).context("invalid simulation options")?;
     let started = Instant::now();
     let (finished, sent) = match (&args.output, &args.url) {
@@ -115,6 +125,29 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             sent.first_rejection.as_deref().unwrap_or("?")
         );
     }
+    Ok(())
+}
+
+/// `--campaigns`: the closed loop, with its report on stdout (and in `--report-json`).
+async fn run_campaigns(config: SimConfig, args: &SimulateArgs) -> anyhow::Result<()> {
+    let campaigns = crate::closed_loop::load_campaigns(&args.campaigns)?;
+    let started = Instant::now();
+    let days = args.days;
+    let report = tokio::task::spawn_blocking(move || {
+        crate::closed_loop::run(config, campaigns, |day| {
+            if day % 10 == 0 {
+                eprintln!("day {day} of {days}");
+            }
+        })
+    })
+    .await
+    .context("simulation thread failed")??;
+    eprintln!("{}", crate::closed_loop::summary(&report, started.elapsed()));
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &args.report_json {
+        std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    println!("{json}");
     Ok(())
 }
 

@@ -4,6 +4,7 @@ mod churn;
 mod cli;
 mod clients;
 mod cohorts;
+mod decide;
 mod durability;
 mod helpers;
 mod postgres;

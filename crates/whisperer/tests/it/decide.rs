@@ -1,0 +1,106 @@
+//! The decision engine through the binary: campaign files applied to a store, and the closed
+//! loop of `simulate --campaigns` with its report.
+
+use serde_json::Value;
+use std::path::PathBuf;
+
+use crate::helpers::{create_workspace, run_ok, whisperer};
+
+fn example(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/campaigns").join(name)
+}
+
+#[test]
+fn campaign_apply_versions_definitions_and_names_bad_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = create_workspace(dir.path(), "campaigns");
+    let apply = |file: &std::path::Path| {
+        whisperer()
+            .args(["campaign", "apply"])
+            .arg(file)
+            .args(["--workspace", &ws.id, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let json = |out: std::process::Output| -> Value {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let win_back = example("win-back.toml");
+    assert_eq!(json(apply(&win_back)), serde_json::json!({"id": "win-back", "version": 1}));
+    assert_eq!(
+        json(apply(&win_back)),
+        serde_json::json!({"id": "win-back", "version": 1}),
+        "unchanged: same version"
+    );
+    let changed = dir.path().join("changed.toml");
+    let text =
+        std::fs::read_to_string(&win_back).unwrap().replace("holdout_percent = 20", "holdout_percent = 25");
+    std::fs::write(&changed, text).unwrap();
+    assert_eq!(json(apply(&changed)), serde_json::json!({"id": "win-back", "version": 2}));
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "id = \"x\"\ntrigger = { type = \"api\" }\n[goal]\nevent = \"Session Started\"\nwithin = \"3days\"\n",
+    )
+    .unwrap();
+    let out = apply(&bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("goal.within: unknown unit \"days\"") && err.contains("actions: is required"),
+        "{err}"
+    );
+
+    let out =
+        run_ok(whisperer().args(["campaign", "list", "--workspace", &ws.id, "--data-dir"]).arg(dir.path()));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["version"], 2);
+    assert_eq!(list[0]["definition"]["holdout_percent"], 25.0);
+}
+
+#[test]
+fn closed_loop_reports_uplift_and_regret() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("report.json");
+    let run = |out_file: &std::path::Path| {
+        run_ok(
+            whisperer()
+                .args([
+                    "simulate",
+                    "--users",
+                    "600",
+                    "--days",
+                    "60",
+                    "--seed",
+                    "5",
+                    "--end",
+                    "2025-03-01T00:00:00Z",
+                ])
+                .arg("--campaigns")
+                .arg(example("win-back.toml"))
+                .arg(example("onboarding.toml"))
+                .arg("--report-json")
+                .arg(out_file),
+        )
+    };
+    let out = run(&report);
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let stdout: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r, stdout, "the report file and stdout agree");
+    let num = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} missing in {r}"));
+    let (uplift, lo, hi) = (num("uplift"), num("uplift_ci_low"), num("uplift_ci_high"));
+    assert!(lo <= uplift && uplift <= hi && hi - lo > 0.0, "{lo} {uplift} {hi}");
+    assert!(num("regret_policy") >= 0.0 && num("regret_random") > 0.0);
+    assert!(r["treated"]["decisions"].as_u64().unwrap() > 100, "{r}");
+    assert!(r["holdout"]["decisions"].as_u64().unwrap() > 10, "{r}");
+    assert_eq!(r["campaigns"], serde_json::json!(["win-back", "onboarding"]));
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(summary.contains("uplift") && summary.contains("regret"), "{summary}");
+    // Same seed, same run.
+    let again = dir.path().join("again.json");
+    run(&again);
+    assert_eq!(std::fs::read(&report).unwrap(), std::fs::read(&again).unwrap());
+}
