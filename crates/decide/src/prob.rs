@@ -24,7 +24,9 @@ fn erfc(x: f64) -> f64 {
 }
 
 /// P(arm i's draw is the largest) for independent normal draws N(means[i], sds[i]²):
-/// ∫ φ_i(s) ∏_{j≠i} Φ_j(s) ds on a grid spanning every arm's ±7 sd.
+/// ∫ φ_i(s) ∏_{j≠i} Φ_j(s) ds on a grid from the highest lower edge (m − 7 sd) to the highest
+/// upper edge (m + 7 sd): below the highest lower edge some arm is almost surely larger, so the
+/// maximum never lives there.
 pub fn normal_prob_best(means: &[f64], sds: &[f64], out: &mut Vec<f64>) {
     out.clear();
     let k = means.len();
@@ -32,15 +34,15 @@ pub fn normal_prob_best(means: &[f64], sds: &[f64], out: &mut Vec<f64>) {
         out.extend(std::iter::repeat_n(1.0, k));
         return;
     }
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (mut lo, mut hi) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
     for (m, s) in means.iter().zip(sds) {
-        lo = lo.min(m - 7.0 * s);
+        lo = lo.max(m - 7.0 * s);
         hi = hi.max(m + 7.0 * s);
     }
     // Arms with a (near) zero spread are point masses: handled by the grid as very narrow
     // bumps only if the grid is fine enough, so give them a floor relative to the span.
     let span = (hi - lo).max(1e-12);
-    const POINTS: usize = 160;
+    const POINTS: usize = 96;
     let step = span / (POINTS - 1) as f64;
     let floor = step * 0.5;
     out.resize(k, 0.0);
