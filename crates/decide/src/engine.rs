@@ -398,6 +398,9 @@ impl Engine {
                 passed: false,
                 detail: format!("campaign {other:?} with a higher priority messages this user now"),
             });
+            // Watched, not learned from: the arm's users in an experiment include the ones a
+            // rule kept from messaging (intention to treat).
+            self.watch(user.person, &d, &campaign, None, draw.now);
             return d;
         }
         let wanted = match arm.send_time {
@@ -422,7 +425,10 @@ impl Engine {
         d.explanation.fatigue = verdict.checks;
         d.explanation.rule = verdict.rule.map(str::to_owned);
         match verdict.deliver_at {
-            None => d.status = DecisionStatus::Suppressed,
+            None => {
+                d.status = DecisionStatus::Suppressed;
+                self.watch(user.person, &d, &campaign, None, draw.now);
+            }
             Some(at) => {
                 d.status = DecisionStatus::Send;
                 d.deliver_at = Some(at);
@@ -455,15 +461,23 @@ impl Engine {
         if let (Some(at), Some(channel)) = (d.deliver_at, d.channel) {
             self.ledger.record(d.person, Sent { at, channel, campaign: index as u32 });
         }
-        let learns =
-            matches!(d.status, DecisionStatus::Send | DecisionStatus::NoSend | DecisionStatus::Holdout);
-        if !learns || campaign.version != d.campaign_version && !matches!(d.status, DecisionStatus::Holdout) {
+        let watched = matches!(
+            d.status,
+            DecisionStatus::Send
+                | DecisionStatus::NoSend
+                | DecisionStatus::Holdout
+                | DecisionStatus::Suppressed
+        );
+        if !watched {
             return;
         }
+        // Only sent (or deliberately silent) decisions of the current version teach the policy.
+        let learns = campaign.version == d.campaign_version
+            && matches!(d.status, DecisionStatus::Send | DecisionStatus::NoSend);
         self.open.entry(d.person).or_default().push(Open {
             decision: d.id.clone(),
             campaign,
-            arm: if d.holdout { None } else { d.arm },
+            arm: if learns { d.arm } else { None },
             context: d.context.clone(),
             from,
             deadline: d.deadline,

@@ -13,6 +13,7 @@ pub mod audience;
 pub mod campaign;
 pub mod context;
 pub mod engine;
+pub mod experiment;
 pub mod fatigue;
 pub mod linalg;
 pub mod policy;

@@ -19,6 +19,7 @@ use whisperer_profiles::{Engagement, ProfileTable, Tracker};
 use whisperer_sim::{
     Angle, Channel as SimChannel, DeliveryStatus, Intervention, Message, SimConfig, Simulation, user_id_of,
 };
+use whisperer_store::DecisionRecord;
 
 /// Decisions are taken at the end of each step of simulated time.
 const STEP_MS: i64 = 15 * 60_000;
@@ -57,6 +58,9 @@ pub struct LoopReport {
     pub opened: u64,
     pub clicked: u64,
     pub unsubscribed: u64,
+    /// Every decision with what came of it, for storing (when asked for).
+    #[serde(skip)]
+    pub records: Vec<DecisionRecord>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -123,9 +127,11 @@ fn angle_of(campaign: &Campaign, content: usize) -> anyhow::Result<Angle> {
 }
 
 /// Runs the population with the campaigns; `progress` is told the simulated day now and then.
+/// With `keep_records`, the report holds every decision as the audit trail would store it.
 pub fn run(
     config: SimConfig,
     campaigns: Vec<Campaign>,
+    keep_records: bool,
     mut progress: impl FnMut(u32),
 ) -> anyhow::Result<LoopReport> {
     for c in &campaigns {
@@ -166,7 +172,9 @@ pub fn run(
         opened: 0,
         clicked: 0,
         unsubscribed: 0,
+        records: Vec::new(),
     };
+    let mut record_index: HashMap<String, usize> = HashMap::new();
     let mut tracker = Tracker::default();
     let mut profiles = ProfileTable::default();
     let mut traits: HashMap<i64, Map<String, Value>> = HashMap::new();
@@ -264,6 +272,10 @@ pub fn run(
             let user_id = user_id_of(person as u32);
             let decided = decide_round(&mut engine, &wanted, &user, &user_id, t, &mut next_id, &mut rng);
             for d in decided {
+                if keep_records {
+                    record_index.insert(d.id.clone(), report.records.len());
+                    report.records.push(to_record(&d));
+                }
                 report.decisions += 1;
                 *report.by_status.entry(d.status.as_str()).or_default() += 1;
                 if let Some(rule) = &d.explanation.rule
@@ -329,6 +341,13 @@ pub fn run(
             }
         }
         engine.expire(t, &mut outcomes);
+        if keep_records {
+            for o in &outcomes {
+                if let Some(&i) = record_index.get(&o.decision) {
+                    apply_outcome(&mut report.records[i], o);
+                }
+            }
+        }
         settle(&mut outcomes, &mut groups, &mut report);
         if t - last_refresh >= REFRESH_MS {
             last_refresh = t;
@@ -503,4 +522,57 @@ pub fn summary(r: &LoopReport, elapsed: std::time::Duration) -> String {
         out += &format!(" {}:{} {}/{}", a.campaign, a.arm, a.chosen, a.oracle_best);
     }
     out
+}
+
+/// A decision as the audit trail stores it.
+pub fn to_record(d: &whisperer_decide::Decision) -> DecisionRecord {
+    let body = json!({
+        "channel": d.channel,
+        "content": d.content,
+        "armIndex": d.arm,
+        "context": d.context,
+        "explanation": d.explanation,
+    });
+    DecisionRecord {
+        id: d.id.clone(),
+        campaign: d.campaign.clone(),
+        campaign_version: d.campaign_version,
+        person: d.person,
+        user_id: d.user_id.clone(),
+        at: Millis(d.at),
+        status: d.status.as_str().into(),
+        arm: d.arm_name.clone(),
+        propensity: d.propensity,
+        holdout: d.holdout,
+        deliver_at: d.deliver_at.map(Millis),
+        deadline: Millis(d.deadline),
+        policy_version: d.policy_version as i64,
+        body: body.to_string(),
+        outcome: None,
+        outcome_at: None,
+        value: None,
+        delivered_at: None,
+        opened_at: None,
+        clicked_at: None,
+    }
+}
+
+/// What the store does with an outcome, on a record in memory.
+fn apply_outcome(r: &mut DecisionRecord, o: &whisperer_decide::Outcome) {
+    let at = Some(Millis(o.at));
+    match o.kind {
+        OutcomeKind::Converted if r.outcome.as_deref() != Some("converted") => {
+            r.outcome = Some("converted".into());
+            r.outcome_at = at;
+            r.value = o.value;
+        }
+        OutcomeKind::Failed if r.outcome.is_none() => {
+            r.outcome = Some("failed".into());
+            r.outcome_at = at;
+        }
+        OutcomeKind::Delivered if r.delivered_at.is_none() => r.delivered_at = at,
+        OutcomeKind::Opened if r.opened_at.is_none() => r.opened_at = at,
+        OutcomeKind::Clicked if r.clicked_at.is_none() => r.clicked_at = at,
+        _ => {}
+    }
 }

@@ -89,6 +89,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         horizon_days: args.horizon_days,
         campaigns: Vec::new(),
         report_json: None,
+        record_workspace: None,
+        store: Default::default(),
     };
     let started = Instant::now();
     crate::simulate::run(sim).await.context("the simulated traffic failed")?;
@@ -275,7 +277,7 @@ fn closed_loop(args: &DemoArgs, end: Millis) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let config = SimConfig { users: args.users * 2, seed: args.seed, ..SimConfig::ending_at(end, args.days) };
     let started = Instant::now();
-    let report = crate::closed_loop::run(config, campaigns, |_| {})?;
+    let report = crate::closed_loop::run(config, campaigns, false, |_| {})?;
     println!("Decision engine (`whisperer simulate --campaigns examples/campaigns/*.toml`)");
     for line in crate::closed_loop::summary(&report, started.elapsed()).lines() {
         println!("  {line}");

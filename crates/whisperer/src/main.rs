@@ -7,6 +7,7 @@ mod closed_loop;
 mod cohorts;
 mod config;
 mod demo;
+mod experiment;
 mod loadgen;
 mod server;
 mod simulate;
@@ -88,6 +89,11 @@ enum Command {
     Campaign {
         #[command(subcommand)]
         command: CampaignCommand,
+    },
+    /// Experiments: how a campaign's arms did against its holdout.
+    Experiment {
+        #[command(subcommand)]
+        command: ExperimentCommand,
     },
     /// Churn prediction: train a workspace's model, score its users.
     Churn {
@@ -219,6 +225,22 @@ enum CampaignCommand {
     List {
         #[arg(long)]
         workspace: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ExperimentCommand {
+    /// Conversion per arm with confidence intervals, two-proportion and Welch tests against the
+    /// holdout (Holm-corrected), always-valid p-values and intervals, probability to beat the
+    /// holdout and expected loss, and a sample-ratio check; from the settled decisions.
+    Report {
+        campaign: String,
+        #[arg(long)]
+        workspace: String,
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -426,6 +448,17 @@ async fn main() -> anyhow::Result<()> {
                         }));
                     }
                     print_json(&serde_json::Value::Array(out))?;
+                }
+            }
+        }
+        Command::Experiment { command } => {
+            init_logging(LogFormat::Text, "warn");
+            match command {
+                ExperimentCommand::Report { campaign, workspace, confidence, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    let report = experiment::report(db.as_ref(), &ws, &campaign, confidence).await?;
+                    print_json(&report)?;
                 }
             }
         }

@@ -45,6 +45,12 @@ pub struct SimulateArgs {
     /// With --campaigns: write the closed loop's report (uplift, regret, arms) as JSON here.
     #[arg(long, requires = "campaigns")]
     pub report_json: Option<PathBuf>,
+    /// With --campaigns: store the campaigns and every decision (with its outcome) in this
+    /// workspace, for `whisperer experiment report` and `decisions` queries.
+    #[arg(long, requires = "campaigns")]
+    pub record_workspace: Option<String>,
+    #[command(flatten)]
+    pub store: crate::config::StoreArgs,
     /// The workspace write key, for --url.
     #[arg(long)]
     pub write_key: Option<String>,
@@ -130,11 +136,25 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
 
 /// `--campaigns`: the closed loop, with its report on stdout (and in `--report-json`).
 async fn run_campaigns(config: SimConfig, args: &SimulateArgs) -> anyhow::Result<()> {
-    let campaigns = crate::closed_loop::load_campaigns(&args.campaigns)?;
+    let mut campaigns = crate::closed_loop::load_campaigns(&args.campaigns)?;
+    // Open the store first: a wrong workspace fails before the simulation runs.
+    let target = match &args.record_workspace {
+        Some(ws) => {
+            let db = crate::server::open_store(&crate::config::Config::load(&args.store, None)?).await?;
+            let ws = crate::admin::existing_workspace(&db, ws).await?;
+            for c in &mut campaigns {
+                let stored = db.put_campaign(&ws, &c.spec.id, &c.spec.to_json(), Millis::now()).await?;
+                c.version = stored.version;
+            }
+            Some((db, ws))
+        }
+        None => None,
+    };
+    let keep = target.is_some();
     let started = Instant::now();
     let days = args.days;
     let report = tokio::task::spawn_blocking(move || {
-        crate::closed_loop::run(config, campaigns, |day| {
+        crate::closed_loop::run(config, campaigns, keep, |day| {
             if day % 10 == 0 {
                 eprintln!("day {day} of {days}");
             }
@@ -143,6 +163,12 @@ async fn run_campaigns(config: SimConfig, args: &SimulateArgs) -> anyhow::Result
     .await
     .context("simulation thread failed")??;
     eprintln!("{}", crate::closed_loop::summary(&report, started.elapsed()));
+    if let Some((db, ws)) = &target {
+        for chunk in report.records.chunks(5_000) {
+            db.insert_decisions(ws, chunk).await?;
+        }
+        eprintln!("stored {} decisions in workspace {ws}", report.records.len());
+    }
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.report_json {
         std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;

@@ -104,3 +104,67 @@ fn closed_loop_reports_uplift_and_regret() {
     run(&again);
     assert_eq!(std::fs::read(&report).unwrap(), std::fs::read(&again).unwrap());
 }
+
+#[test]
+fn recorded_decisions_feed_the_experiment_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = create_workspace(dir.path(), "experiments");
+    run_ok(
+        whisperer()
+            .args([
+                "simulate",
+                "--users",
+                "1500",
+                "--days",
+                "60",
+                "--seed",
+                "9",
+                "--end",
+                "2025-03-01T00:00:00Z",
+            ])
+            .arg("--campaigns")
+            .arg(example("upgrade-ab.toml"))
+            .args(["--record-workspace", &ws.id, "--data-dir"])
+            .arg(dir.path()),
+    );
+    let report = |campaign: &str| {
+        whisperer()
+            .args(["experiment", "report", campaign, "--workspace", &ws.id, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = report("upgrade-ab");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["control"], "holdout");
+    assert_eq!(r["policy"], "ab");
+    let groups = r["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 4, "holdout and three arms: {r}");
+    let settled: u64 = groups.iter().map(|g| g["decisions"].as_u64().unwrap()).sum();
+    assert_eq!(settled, r["settled"].as_u64().unwrap());
+    assert!(settled > 100, "{r}");
+    for c in r["comparisons"].as_array().unwrap() {
+        for key in [
+            "conversion",
+            "p_value_holm",
+            "always_valid_p",
+            "always_valid_ci",
+            "prob_beats_control",
+            "expected_loss",
+        ] {
+            assert!(!c[key].is_null(), "{key} missing in {c}");
+        }
+        let (p, holm, avp) = (
+            c["conversion"]["p_value"].as_f64().unwrap(),
+            c["p_value_holm"].as_f64().unwrap(),
+            c["always_valid_p"].as_f64().unwrap(),
+        );
+        assert!(p <= holm && holm <= 1.0 && (0.0..=1.0).contains(&avp), "{c}");
+    }
+    // A fixed split: every group's share is known, and the split holds.
+    assert_eq!(r["sample_ratio"]["mismatch"], false, "{r}");
+    let out = report("nope");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown campaign \"nope\""));
+}
