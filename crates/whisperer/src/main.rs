@@ -9,6 +9,7 @@ mod config;
 mod demo;
 mod experiment;
 mod loadgen;
+mod policy_eval;
 mod server;
 mod simulate;
 mod transfer;
@@ -94,6 +95,11 @@ enum Command {
     Experiment {
         #[command(subcommand)]
         command: ExperimentCommand,
+    },
+    /// Off-policy evaluation of candidate policies on a campaign's logged decisions.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
     },
     /// Churn prediction: train a workspace's model, score its users.
     Churn {
@@ -237,6 +243,25 @@ enum ExperimentCommand {
     /// holdout and expected loss, and a sample-ratio check; from the settled decisions.
     Report {
         campaign: String,
+        #[arg(long)]
+        workspace: String,
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Estimate a candidate policy's goal rate on the logged decisions (IPS, self-normalised
+    /// IPS, doubly robust, with confidence intervals). POLICY: uniform, logged, greedy,
+    /// greedy:EPSILON, arm:NAME.
+    Evaluate {
+        #[arg(long)]
+        campaign: String,
+        #[arg(long)]
+        policy: String,
         #[arg(long)]
         workspace: String,
         #[arg(long, default_value_t = 0.95)]
@@ -458,6 +483,18 @@ async fn main() -> anyhow::Result<()> {
                     let db = server::open_store(&Config::load(&store, None)?).await?;
                     let ws = admin::existing_workspace(&db, &workspace).await?;
                     let report = experiment::report(db.as_ref(), &ws, &campaign, confidence).await?;
+                    print_json(&report)?;
+                }
+            }
+        }
+        Command::Policy { command } => {
+            init_logging(LogFormat::Text, "warn");
+            match command {
+                PolicyCommand::Evaluate { campaign, policy, workspace, confidence, store } => {
+                    let db = server::open_store(&Config::load(&store, None)?).await?;
+                    let ws = admin::existing_workspace(&db, &workspace).await?;
+                    let report =
+                        policy_eval::evaluate(db.as_ref(), &ws, &campaign, &policy, confidence).await?;
                     print_json(&report)?;
                 }
             }
