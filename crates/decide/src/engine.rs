@@ -348,8 +348,10 @@ impl Engine {
                 ..Explanation::default()
             },
         };
-        if !user.known {
+        if user.person < 0 {
             d.explanation.notes.push("unknown user: decided with default features".into());
+        } else if !user.known {
+            d.explanation.notes.push("no live profile yet: decided with default features".into());
         }
         if spec.status == Status::Paused {
             d.status = DecisionStatus::Paused;

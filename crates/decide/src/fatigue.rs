@@ -47,18 +47,15 @@ impl QuietHours {
     }
 }
 
-/// A workspace's fatigue rules.
+/// A workspace's fatigue rules. A stored setting names what it changes: missing fields keep
+/// their defaults, `null` turns quiet hours off.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct FatigueRules {
-    #[serde(default)]
     pub caps: Caps,
-    #[serde(default)]
     pub channels: HashMap<Channel, Caps>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quiet_hours: Option<QuietHours>,
     /// Least time between any two messages to one person, in minutes.
-    #[serde(default)]
     pub min_gap_minutes: u32,
 }
 
@@ -395,6 +392,9 @@ mod tests {
             FatigueRules::from_json(r#"{"channels": {"sms": {"per_week": 1}}, "min_gap_minutes": 60}"#)
                 .unwrap();
         assert_eq!(rules.channels[&Channel::Sms].per_week, Some(1));
-        assert_eq!(rules.quiet_hours, None);
+        assert_eq!(rules.quiet_hours, FatigueRules::default().quiet_hours, "missing: the default");
+        assert_eq!(rules.caps, FatigueRules::default().caps);
+        let quiet_off = FatigueRules::from_json(r#"{"quiet_hours": null}"#).unwrap();
+        assert_eq!((quiet_off.quiet_hours, quiet_off.min_gap_minutes), (None, 240));
     }
 }

@@ -18,6 +18,8 @@ pub mod fatigue;
 pub mod linalg;
 pub mod policy;
 pub mod prob;
+pub mod record;
+pub mod service;
 pub mod spec;
 
 pub use campaign::{Arm, Campaign, CampaignSpec, Channel, SendTime, Trigger};

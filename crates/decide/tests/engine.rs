@@ -157,7 +157,7 @@ fn audience_and_unknown_users() {
     let d = engine.decide("c", &user(2, free.as_object().unwrap()), None, draw("b", "2", T0)).unwrap();
     assert_eq!((d.status, d.explanation.audience), (DecisionStatus::NotEligible, false));
     let empty = Map::new();
-    let d = engine.decide("c", &UserContext::unknown(3, &empty), None, draw("c", "3", T0)).unwrap();
+    let d = engine.decide("c", &UserContext::unknown(-3, &empty), None, draw("c", "3", T0)).unwrap();
     assert!(d.explanation.notes.iter().any(|n| n.contains("unknown user")), "{:?}", d.explanation);
     assert!(engine.decide("nope", &user(1, &empty), None, draw("d", "1", T0)).is_err());
 }

@@ -274,7 +274,7 @@ pub fn run(
             for d in decided {
                 if keep_records {
                     record_index.insert(d.id.clone(), report.records.len());
-                    report.records.push(to_record(&d));
+                    report.records.push(whisperer_decide::record::to_record(&d));
                 }
                 report.decisions += 1;
                 *report.by_status.entry(d.status.as_str()).or_default() += 1;
@@ -522,39 +522,6 @@ pub fn summary(r: &LoopReport, elapsed: std::time::Duration) -> String {
         out += &format!(" {}:{} {}/{}", a.campaign, a.arm, a.chosen, a.oracle_best);
     }
     out
-}
-
-/// A decision as the audit trail stores it.
-pub fn to_record(d: &whisperer_decide::Decision) -> DecisionRecord {
-    let body = json!({
-        "channel": d.channel,
-        "content": d.content,
-        "armIndex": d.arm,
-        "context": d.context,
-        "explanation": d.explanation,
-    });
-    DecisionRecord {
-        id: d.id.clone(),
-        campaign: d.campaign.clone(),
-        campaign_version: d.campaign_version,
-        person: d.person,
-        user_id: d.user_id.clone(),
-        at: Millis(d.at),
-        status: d.status.as_str().into(),
-        arm: d.arm_name.clone(),
-        propensity: d.propensity,
-        holdout: d.holdout,
-        deliver_at: d.deliver_at.map(Millis),
-        deadline: Millis(d.deadline),
-        policy_version: d.policy_version as i64,
-        body: body.to_string(),
-        outcome: None,
-        outcome_at: None,
-        value: None,
-        delivered_at: None,
-        opened_at: None,
-        clicked_at: None,
-    }
 }
 
 /// What the store does with an outcome, on a record in memory.
