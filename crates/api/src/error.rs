@@ -27,9 +27,12 @@ pub enum ErrorCode {
     TrackingPlanViolation,
     InvalidTrackingPlan,
     InvalidSetting,
+    /// A campaign definition that is not valid (the message names each field and why).
+    InvalidCampaign,
     InvalidParameter,
     InvalidCursor,
     UserNotFound,
+    CampaignNotFound,
     RouteNotFound,
     MethodNotAllowed,
     StorageUnavailable,
@@ -37,7 +40,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::MissingKey,
         ErrorCode::InvalidKey,
         ErrorCode::WrongKeyKind,
@@ -53,9 +56,11 @@ impl ErrorCode {
         ErrorCode::TrackingPlanViolation,
         ErrorCode::InvalidTrackingPlan,
         ErrorCode::InvalidSetting,
+        ErrorCode::InvalidCampaign,
         ErrorCode::InvalidParameter,
         ErrorCode::InvalidCursor,
         ErrorCode::UserNotFound,
+        ErrorCode::CampaignNotFound,
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::StorageUnavailable,
@@ -81,9 +86,11 @@ impl ErrorCode {
             TrackingPlanViolation => ("tracking_plan_violation", StatusCode::BAD_REQUEST),
             InvalidTrackingPlan => ("invalid_tracking_plan", StatusCode::BAD_REQUEST),
             InvalidSetting => ("invalid_setting", StatusCode::BAD_REQUEST),
+            InvalidCampaign => ("invalid_campaign", StatusCode::BAD_REQUEST),
             InvalidParameter => ("invalid_parameter", StatusCode::BAD_REQUEST),
             InvalidCursor => ("invalid_cursor", StatusCode::BAD_REQUEST),
             UserNotFound => ("user_not_found", StatusCode::NOT_FOUND),
+            CampaignNotFound => ("campaign_not_found", StatusCode::NOT_FOUND),
             RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
             StorageUnavailable => ("storage_unavailable", StatusCode::SERVICE_UNAVAILABLE),

@@ -2,6 +2,7 @@
 //! and operations endpoints. The only crate that knows HTTP and the JSON shapes of the API.
 
 pub mod auth;
+mod decisions;
 pub mod error;
 pub mod views;
 
@@ -77,6 +78,7 @@ struct Inner {
     http: HttpMetrics,
     profiles: Option<ProfileEngine>,
     churn: Option<Arc<ChurnModels>>,
+    decisions: whisperer_decide::service::DecisionService,
 }
 
 impl AppState {
@@ -107,7 +109,15 @@ impl AppState {
             http.duration.clone(),
         );
         let keys = KeyCache::new(store.clone());
-        Self { inner: Arc::new(Inner { store, ingestor, keys, registry, http, profiles, churn }) }
+        let scorer = churn_scorer(profiles.clone(), churn.clone());
+        let decisions =
+            whisperer_decide::service::DecisionService::new(store.clone(), profiles.clone(), scorer);
+        Self { inner: Arc::new(Inner { store, ingestor, keys, registry, http, profiles, churn, decisions }) }
+    }
+
+    /// The decision service behind `/v1/decide`; the server runs its learner (`spawn`).
+    pub fn decisions(&self) -> &whisperer_decide::service::DecisionService {
+        &self.inner.decisions
     }
 }
 
@@ -127,6 +137,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/cohorts/retention", get(get_cohort_retention))
         .route("/v1/tracking-plan", get(get_tracking_plan).put(put_tracking_plan))
         .route("/v1/settings/lifecycle", get(get_lifecycle).put(put_lifecycle))
+        .route("/v1/settings/fatigue", get(decisions::get_fatigue).put(decisions::put_fatigue))
+        .route("/v1/campaigns", get(decisions::get_campaigns))
+        .route("/v1/campaigns/{campaign_id}", get(decisions::get_campaign).put(decisions::put_campaign))
+        .route("/v1/decide", post(decisions::post_decide))
+        .route("/v1/decisions", get(decisions::get_decisions))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -313,6 +328,24 @@ async fn get_user(
             });
     }
     Ok(axum::Json(body))
+}
+
+/// Churn probabilities for the decision engine, from the same served models as the user view.
+fn churn_scorer(
+    profiles: Option<ProfileEngine>,
+    churn: Option<Arc<ChurnModels>>,
+) -> Option<whisperer_decide::service::ChurnScorer> {
+    let (profiles, churn) = (profiles?, churn?);
+    Some(Arc::new(move |ws, person, at| {
+        let served = churn.get(ws)?;
+        let spec = &served.model.spec;
+        let x = profiles.with_workspace(ws, |w| {
+            let mut x = Vec::with_capacity(spec.width());
+            spec.vector(w.profiles.get(&person)?, &w.tracker.dict, at, &mut x);
+            Some(x)
+        })??;
+        Some(served.model.score(&x, 1).pop()?.probability)
+    }))
 }
 
 /// The churn score of a person's live profile, when the workspace has a model in service.

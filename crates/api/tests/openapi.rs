@@ -902,6 +902,85 @@ async fn real_responses_match_the_documented_schemas() {
     let (status, body) = app.call("get", lifecycle, app.request("get", lifecycle)).await;
     assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "missing_key"));
 
+    // Decisions: fatigue rules, a campaign from the document's example, a decision for a known
+    // user and one for an unknown campaign, the audit trail with its filters and cursor.
+    let fatigue = "/v1/settings/fatigue";
+    let (status, rules) = app.call("get", fatigue, get(fatigue)).await;
+    assert_eq!((status, rules["min_gap_minutes"].as_u64()), (StatusCode::OK, Some(240)));
+    let put_rules = |body: String| app.request("put", fatigue).bearer_auth(&ws.secret).body(body);
+    // No quiet hours: the wall clock must not decide whether the message is sent.
+    let (status, rules) = app.call("put", fatigue, put_rules(json!({"quiet_hours": null}).to_string())).await;
+    assert_eq!(
+        (status, &rules["quiet_hours"], rules["caps"]["per_day"].as_u64()),
+        (StatusCode::OK, &Value::Null, Some(2))
+    );
+    let (status, body) =
+        app.call("put", fatigue, put_rules(json!({"caps": {"per_day": 9, "per_week": 2}}).to_string())).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_setting"), "{body}");
+    let campaign = "/v1/campaigns/{campaignId}";
+    let put_campaign =
+        |body: String| app.request("put", "/v1/campaigns/win-back").bearer_auth(&ws.secret).body(body);
+    let mut definition = app.example("put", campaign);
+    definition["audience"] = json!("true");
+    let (status, stored) = app.call("put", campaign, put_campaign(definition.to_string())).await;
+    assert_eq!((status, stored["version"].as_i64()), (StatusCode::OK, Some(1)), "{stored}");
+    let (_, again) = app.call("put", campaign, put_campaign(definition.to_string())).await;
+    assert_eq!(again["version"].as_i64(), Some(1), "an unchanged definition keeps its version");
+    let mut wrong = definition.clone();
+    wrong["goal"]["within"] = json!("3 days");
+    wrong["colour"] = json!("blue");
+    let (status, body) = app.call("put", campaign, put_campaign(wrong.to_string())).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_campaign"));
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("goal.within") && message.contains("colour: unknown field"), "{message}");
+    let (status, list) = app.call("get", "/v1/campaigns", get("/v1/campaigns")).await;
+    assert_eq!((status, list["campaigns"].as_array().map(Vec::len)), (StatusCode::OK, Some(1)));
+    let (status, one) = app.call("get", campaign, get("/v1/campaigns/win-back")).await;
+    assert_eq!((status, one["definition"]["holdout_percent"].as_f64()), (StatusCode::OK, Some(20.0)));
+    let (status, body) = app.call("get", campaign, get("/v1/campaigns/nope")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "campaign_not_found"));
+
+    let decide =
+        |body: Value| app.request("post", "/v1/decide").bearer_auth(&ws.secret).body(body.to_string());
+    let mut held_out = 0;
+    for i in 0..12 {
+        let (status, d) = app
+            .call("post", "/v1/decide", decide(json!({"userId": format!("u{i}"), "campaign": "win-back"})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{d}");
+        let p = d["propensity"].as_f64().unwrap();
+        assert!(p > 0.0 && p <= 1.0);
+        if d["holdout"] == true {
+            held_out += 1;
+            assert!(d["arm"].is_null());
+        }
+    }
+    assert!(held_out < 12, "some users are treated");
+    let (status, d) = app.call("post", "/v1/decide", decide(app.example("post", "/v1/decide"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(d["campaign"], "win-back");
+    let (status, body) =
+        app.call("post", "/v1/decide", decide(json!({"userId": "ada", "campaign": "nope"}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "campaign_not_found"));
+    let (status, body) = app.call("post", "/v1/decide", decide(json!({"campaign": "win-back"}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
+    let (status, body) = app
+        .call("post", "/v1/decide", app.request("post", "/v1/decide").bearer_auth(&ws.secret).body("{"))
+        .await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "malformed_json"));
+    let (status, page) =
+        app.call("get", "/v1/decisions", get("/v1/decisions?limit=5&campaign=win-back")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["decisions"].as_array().map(Vec::len), Some(5));
+    let cursor = page["nextCursor"].as_str().unwrap().to_owned();
+    let (_, rest) =
+        app.call("get", "/v1/decisions", get(&format!("/v1/decisions?limit=100&cursor={cursor}"))).await;
+    assert_eq!(rest["decisions"].as_array().map(Vec::len), Some(8), "13 decisions in all");
+    let (status, body) = app.call("get", "/v1/decisions", get("/v1/decisions?cursor=zzz")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_cursor"));
+    let (status, body) = app.call("get", "/v1/decisions", get("/v1/decisions?status=maybe")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
+
     // Metrics last, so every route above has been counted.
     let (status, metrics) = app.call("get", "/metrics", app.request("get", "/metrics")).await;
     assert_eq!(status, StatusCode::OK);

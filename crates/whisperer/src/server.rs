@@ -36,6 +36,7 @@ pub struct Server {
     grace: std::time::Duration,
     profiles: ProfileEngine,
     churn: Arc<ChurnModels>,
+    decisions: whisperer_decide::service::DecisionService,
 }
 
 impl Server {
@@ -46,12 +47,13 @@ impl Server {
         let profiles = ProfileEngine::new(store.clone(), EngineConfig::default());
         let churn = Arc::new(ChurnModels::new(store.clone()));
         let state = AppState::new(store, ingestor, registry, Some(profiles.clone()), Some(churn.clone()));
+        let decisions = state.decisions().clone();
         let app = whisperer_api::router(state);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Self { listener, app, addr, grace: config.shutdown_grace.as_std(), profiles, churn })
+        Ok(Self { listener, app, addr, grace: config.shutdown_grace.as_std(), profiles, churn, decisions })
     }
 
     /// The live profile engine this server runs.
@@ -73,6 +75,8 @@ impl Server {
         tokio::spawn(self.churn.run(std::time::Duration::from_secs(2), async move {
             let _ = models_stop.wait_for(|s| *s).await;
         }));
+        // The decision learner: outcomes, policy state, campaign and rule changes (every 0.5 s).
+        let learner = self.decisions.spawn();
         let service = self.app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(async move {
             shutdown.await;
@@ -85,6 +89,8 @@ impl Server {
                 tokio::time::sleep(grace).await;
             } => tracing::warn!(grace_secs = grace.as_secs(), "in-flight requests did not finish within the grace period"),
         }
+        // The learner's commits are atomic: stopping it between two loses nothing.
+        learner.abort();
         // The engine stops with the server and commits what it has folded in.
         if let Err(e) = engine.await {
             tracing::error!(error = %e, "profile engine task failed");
