@@ -211,3 +211,82 @@ fn recorded_decisions_feed_the_experiment_report() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown policy \"arm:fax\""));
 }
+
+/// The decision engine in a running server: a campaign applied with the CLI is decided on at
+/// once over HTTP, the user's next session is attributed by the learner and teaches the policy,
+/// and all of it survives a hard kill.
+#[tokio::test]
+async fn a_running_server_decides_learns_and_remembers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = create_workspace(dir.path(), "live");
+    let mut server = crate::helpers::ServerProcess::start(dir.path());
+    let http = reqwest::Client::new();
+    let (status, _) = server
+        .post_json(
+            "/v1/identify",
+            &ws.write_key,
+            &serde_json::json!({"userId": "ada", "traits": {"email": "ada@example.com"}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let res = http
+        .put(format!("{}/v1/settings/fatigue", server.url))
+        .bearer_auth(&ws.secret_key)
+        .body(r#"{"quiet_hours": null}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let campaign = dir.path().join("nudge.toml");
+    std::fs::write(
+        &campaign,
+        "id = \"nudge\"\ntrigger = { type = \"api\" }\naudience = 'traits.email exists'\n[goal]\nevent = \"Session Started\"\nwithin = \"1d\"\n[actions]\nchannels = [\"in_app\", \"email\"]\ncontents = [{ id = \"tip\", template = \"t\" }]\n",
+    )
+    .unwrap();
+    run_ok(
+        whisperer()
+            .args(["campaign", "apply"])
+            .arg(&campaign)
+            .args(["--workspace", &ws.id, "--data-dir"])
+            .arg(dir.path()),
+    );
+    let decide = serde_json::json!({"userId": "ada", "campaign": "nudge"});
+    let (status, d) = server.post_json("/v1/decide", &ws.secret_key, &decide).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["status"], "send", "{d}");
+    let arm = d["arm"].as_str().unwrap().to_owned();
+
+    let (status, _) = server
+        .post_json(
+            "/v1/track",
+            &ws.write_key,
+            &serde_json::json!({"userId": "ada", "event": "Session Started"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut record = Value::Null;
+    for _ in 0..100 {
+        let page = server.get_json("/v1/decisions?userId=ada", &ws.secret_key).await;
+        record = page["decisions"][0].clone();
+        if record["outcome"] == "converted" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(record["outcome"], "converted", "the learner attributes the session: {record}");
+
+    server.kill_hard();
+    let server = crate::helpers::ServerProcess::start(dir.path());
+    let page = server.get_json("/v1/decisions?userId=ada", &ws.secret_key).await;
+    assert_eq!(page["decisions"][0]["outcome"], "converted");
+    // Another user: the policy remembers what it learned before the kill.
+    let bob = serde_json::json!({"userId": "bob", "traits": {"email": "bob@example.com"}});
+    assert_eq!(server.post_json("/v1/identify", &ws.write_key, &bob).await.0, 200);
+    let (status, d) = server
+        .post_json("/v1/decide", &ws.secret_key, &serde_json::json!({"userId": "bob", "campaign": "nudge"}))
+        .await;
+    assert_eq!(status, 200, "{d}");
+    let arms = d["explanation"]["arms"].as_array().unwrap();
+    let learned = arms.iter().find(|a| a["arm"] == arm.as_str()).unwrap();
+    assert_eq!((learned["trials"].as_f64(), learned["successes"].as_f64()), (Some(1.0), Some(1.0)), "{d}");
+}
