@@ -51,7 +51,16 @@ struct WsState {
     versions: HashMap<String, (i64, i64)>,
     rules_text: Option<String>,
     checkpoint: i64,
+    /// User id → person and merged traits, as last read from the store; an event of the user
+    /// (identify, alias, anything) drops the entry, so the next decision reads them again.
+    users: HashMap<String, KnownUser>,
 }
+
+/// A user as the store knows them: person, whether the store has them, merged traits.
+type KnownUser = (PersonId, bool, Arc<Map<String, Value>>);
+
+/// Most users remembered per workspace before the cache starts afresh.
+const USER_CACHE: usize = 200_000;
 
 #[derive(Clone)]
 pub struct DecisionService {
@@ -63,11 +72,50 @@ struct Inner {
     profiles: Option<ProfileEngine>,
     churn: Option<ChurnScorer>,
     workspaces: tokio::sync::Mutex<HashMap<WorkspaceId, Arc<Mutex<WsState>>>>,
+    writes: tokio::sync::mpsc::Sender<Write>,
+}
+
+/// A decision waiting to be stored, and who to tell when it is.
+struct Write {
+    ws: WorkspaceId,
+    record: whisperer_store::DecisionRecord,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Most decisions stored in one transaction.
+const WRITE_BATCH: usize = 1_000;
+
+/// Group commit: every decision waiting when the previous transaction ends goes into the next,
+/// so the durable write costs one commit per batch, not per decision.
+async fn write_decisions(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::Receiver<Write>) {
+    let mut batch: Vec<Write> = Vec::with_capacity(WRITE_BATCH);
+    while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let mut by_ws: HashMap<WorkspaceId, Vec<Write>> = HashMap::new();
+        for w in batch.drain(..) {
+            by_ws.entry(w.ws.clone()).or_default().push(w);
+        }
+        for (ws, writes) in by_ws {
+            let records: Vec<_> = writes.iter().map(|w| w.record.clone()).collect();
+            let result = store.insert_decisions(&ws, &records).await;
+            for w in writes {
+                let _ = w.done.send(match &result {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(StoreError::Unavailable(e.to_string())),
+                });
+            }
+        }
+    }
 }
 
 impl DecisionService {
+    /// A service over `store`; must be created inside a tokio runtime (it starts the task that
+    /// stores decisions).
     pub fn new(store: Arc<dyn Store>, profiles: Option<ProfileEngine>, churn: Option<ChurnScorer>) -> Self {
-        DecisionService { inner: Arc::new(Inner { store, profiles, churn, workspaces: Default::default() }) }
+        let (writes, rx) = tokio::sync::mpsc::channel(4 * WRITE_BATCH);
+        tokio::spawn(write_decisions(store.clone(), rx));
+        DecisionService {
+            inner: Arc::new(Inner { store, profiles, churn, workspaces: Default::default(), writes }),
+        }
     }
 
     /// Decides for one user and campaign, and stores the decision before returning it.
@@ -80,19 +128,33 @@ impl DecisionService {
         }
         let store = &self.inner.store;
         let now = Millis::now().0;
-        let person = store.find_person(ws, IdKind::User, req.user_id).await?;
-        let (person_id, known) = match &person {
-            Some(p) => (p.id, true),
-            None => (unknown_person(req.user_id), false),
-        };
-        let mut traits = Map::new();
-        if known {
-            for t in store.identify_traits(ws, person_id).await? {
-                if let Value::Object(t) = t {
-                    traits.extend(t);
+        let cached = slot.lock().expect("lock").users.get(req.user_id).cloned();
+        let (person_id, known, traits) = match cached {
+            Some(c) => c,
+            None => {
+                let person = store.find_person(ws, IdKind::User, req.user_id).await?;
+                let (person_id, known) = match &person {
+                    Some(p) => (p.id, true),
+                    None => (unknown_person(req.user_id), false),
+                };
+                let mut traits = Map::new();
+                if known {
+                    for t in store.identify_traits(ws, person_id).await? {
+                        if let Value::Object(t) = t {
+                            traits.extend(t);
+                        }
+                    }
                 }
+                let entry = (person_id, known, Arc::new(traits));
+                let mut state = slot.lock().expect("lock");
+                if state.users.len() >= USER_CACHE {
+                    state.users.clear();
+                }
+                state.users.insert(req.user_id.to_owned(), entry.clone());
+                entry
             }
-        }
+        };
+        let traits: &Map<String, Value> = &traits;
         let view =
             if known { self.inner.profiles.as_ref().and_then(|p| p.view(ws, person_id, now)) } else { None };
         let churn = if known { self.inner.churn.as_ref().and_then(|c| c(ws, person_id, now)) } else { None };
@@ -100,7 +162,7 @@ impl DecisionService {
         let user = UserContext {
             person: person_id,
             known: known && view.is_some(),
-            traits: &traits,
+            traits,
             features: view.as_ref().map(|v| &v.features),
             engagement,
             stage: view.as_ref().map(|v| v.stage),
@@ -116,7 +178,15 @@ impl DecisionService {
                 DecideError::UnknownCampaign(c) => ServiceError::UnknownCampaign(c),
             })?
         };
-        if let Err(e) = store.insert_decisions(ws, &[to_record(&decision)]).await {
+        let (done, stored) = tokio::sync::oneshot::channel();
+        let write = Write { ws: ws.clone(), record: to_record(&decision), done };
+        let result = match self.inner.writes.send(write).await {
+            Ok(()) => stored
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("decision writer stopped".into()))),
+            Err(_) => Err(StoreError::Unavailable("decision writer stopped".into())),
+        };
+        if let Err(e) = result {
             // The engine counted a message that will not go out: start again from the store.
             self.forget(ws).await;
             return Err(e.into());
@@ -181,6 +251,9 @@ impl DecisionService {
                 } else {
                     None
                 };
+                for id in [&e.event.user_id, &e.event.previous_id].into_iter().flatten() {
+                    state.users.remove(id);
+                }
                 let name = e.event.name.as_deref().unwrap_or("");
                 state.engine.observe(e.person_id, name, e.event.timestamp.0, props.as_ref(), &mut outcomes);
             }
@@ -282,8 +355,13 @@ impl DecisionService {
                 policies.insert(num, p);
             }
         }
-        let mut state =
-            WsState { engine: Engine::new(rules), versions: HashMap::new(), rules_text, checkpoint };
+        let mut state = WsState {
+            engine: Engine::new(rules),
+            versions: HashMap::new(),
+            rules_text,
+            checkpoint,
+            users: HashMap::new(),
+        };
         for r in store.campaigns(ws).await? {
             match CampaignSpec::parse(&r.definition).and_then(|s| s.compile(r.version)) {
                 Ok(c) => {

@@ -53,6 +53,14 @@ impl Drop for ChildServer {
 
 /// Starts `whisperer serve` on a fresh data dir with a fresh workspace; returns its URL and key.
 fn start_server() -> anyhow::Result<(ChildServer, String, String)> {
+    let (server, url, created) = start_server_with_workspace()?;
+    let key = created["write_key"].as_str().context("no write key")?.to_owned();
+    Ok((server, url, key))
+}
+
+/// Starts `whisperer serve` on a fresh data dir; returns it, its URL and the created
+/// workspace (`workspace create`'s JSON).
+fn start_server_with_workspace() -> anyhow::Result<(ChildServer, String, serde_json::Value)> {
     let dir = tempfile::Builder::new().prefix("whisperer-bench-").tempdir()?;
     let exe = std::env::current_exe()?;
     let created = Command::new(&exe)
@@ -64,7 +72,6 @@ fn start_server() -> anyhow::Result<(ChildServer, String, String)> {
         bail!("workspace create failed: {}", String::from_utf8_lossy(&created.stderr));
     }
     let created: serde_json::Value = serde_json::from_slice(&created.stdout)?;
-    let key = created["write_key"].as_str().context("no write key")?.to_owned();
     let mut child = Command::new(&exe)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
@@ -81,7 +88,7 @@ fn start_server() -> anyhow::Result<(ChildServer, String, String)> {
         let _ = child.kill();
         bail!("server did not report its address: {line:?}");
     }
-    Ok((ChildServer { child, _dir: dir }, url, key))
+    Ok((ChildServer { child, _dir: dir }, url, created))
 }
 
 pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
@@ -150,4 +157,143 @@ pub async fn ingest(args: BenchIngestArgs) -> anyhow::Result<()> {
 
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct BenchDecideArgs {
+    /// Seconds of load per run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Target decisions/s, paced evenly over the connections.
+    #[arg(long, default_value_t = 5_000.0)]
+    pub rate: f64,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Users, identified before the run (so decisions read real traits and profiles).
+    #[arg(long, default_value_t = 10_000)]
+    pub users: usize,
+    #[arg(long, default_value_t = 1)]
+    pub runs: usize,
+}
+
+/// The campaign the decide benchmark uses: eight arms, Thompson sampling, a holdout, an
+/// audience over traits, and the workspace's default fatigue rules (most repeat decisions for
+/// a user are suppressed, which still runs every check).
+const BENCH_CAMPAIGN: &str = r#"{"id": "bench", "trigger": {"type": "api"}, "audience": "traits.email exists",
+  "holdout_percent": 10, "goal": {"event": "Session Started", "within": "3d"},
+  "actions": {"channels": ["email", "push"], "contents": [{"id": "a", "template": "a"}, {"id": "b", "template": "b"},
+    {"id": "c", "template": "c"}, {"id": "d", "template": "d"}]}}"#;
+
+/// `whisperer bench decide`: `POST /v1/decide` at a fixed rate against a fresh server; every
+/// decision is stored before it is answered.
+pub async fn decide(args: BenchDecideArgs) -> anyhow::Result<()> {
+    let mut p50s = Vec::new();
+    let mut p99s = Vec::new();
+    let mut rates = Vec::new();
+    for run in 1..=args.runs.max(1) {
+        let (server, url, created) = start_server_with_workspace()?;
+        let write = created["write_key"].as_str().context("no write key")?.to_owned();
+        let secret = created["secret_key"].as_str().context("no secret key")?.to_owned();
+        let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+        // Users first, in batches of identify calls.
+        for chunk in (0..args.users).collect::<Vec<_>>().chunks(100) {
+            let batch: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|i| serde_json::json!({"type": "identify", "userId": format!("user-{i}"), "traits": {"email": format!("u{i}@example.com"), "plan": "pro"}}))
+                .collect();
+            let res = http
+                .post(format!("{url}/v1/batch"))
+                .basic_auth(&write, Some(""))
+                .json(&serde_json::json!({"batch": batch}))
+                .send()
+                .await?;
+            if !res.status().is_success() {
+                bail!("identify batch failed: {}", res.text().await?);
+            }
+        }
+        let res = http
+            .put(format!("{url}/v1/campaigns/bench"))
+            .bearer_auth(&secret)
+            .body(BENCH_CAMPAIGN)
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!("campaign failed: {}", res.text().await?);
+        }
+        let per_worker = Duration::from_secs_f64(args.concurrency as f64 / args.rate);
+        let deadline = std::time::Instant::now() + Duration::from_secs(args.seconds);
+        let errors = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut workers = Vec::new();
+        for w in 0..args.concurrency {
+            let (http, url, secret, errors) = (http.clone(), url.clone(), secret.clone(), errors.clone());
+            let users = args.users.max(1);
+            workers.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut tick = tokio::time::interval_at(
+                    tokio::time::Instant::now() + per_worker.mul_f64(w as f64 / 32.0),
+                    per_worker,
+                );
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                let mut n = w;
+                while std::time::Instant::now() < deadline {
+                    tick.tick().await;
+                    n += 7_919;
+                    let body = format!(r#"{{"userId": "user-{}", "campaign": "bench"}}"#, n % users);
+                    let started = std::time::Instant::now();
+                    let res =
+                        http.post(format!("{url}/v1/decide")).bearer_auth(&secret).body(body).send().await;
+                    match res {
+                        Ok(r) if r.status().is_success() => {
+                            let _ = r.bytes().await;
+                            latencies.push(started.elapsed().as_micros() as u32);
+                        }
+                        _ => {
+                            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+                latencies
+            }));
+        }
+        let started = std::time::Instant::now();
+        let mut latencies: Vec<u32> = Vec::new();
+        for w in workers {
+            latencies.extend(w.await?);
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        drop(server);
+        latencies.sort_unstable();
+        let pct = |q: f64| {
+            latencies
+                .get(((latencies.len().max(1) - 1) as f64 * q).round() as usize)
+                .map_or(0.0, |v| *v as f64 / 1000.0)
+        };
+        let rate = latencies.len() as f64 / elapsed;
+        println!(
+            "run {run}: {rate:>7.0} decisions/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  errors {}",
+            pct(0.5),
+            pct(0.99),
+            pct(1.0),
+            errors.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        p50s.push(pct(0.5));
+        p99s.push(pct(0.99));
+        rates.push(rate);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "median of {}: {:.0} decisions/s (target {:.0}), p50 {:.2} ms, p99 {:.2} ms ({} users, {} connections; server and load on this machine)",
+        args.runs.max(1),
+        median(&mut rates),
+        args.rate,
+        median(&mut p50s),
+        median(&mut p99s),
+        args.users,
+        args.concurrency
+    );
+    Ok(())
 }

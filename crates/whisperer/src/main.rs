@@ -307,6 +307,8 @@ fn parse_time(s: &str) -> Result<Millis, String> {
 enum BenchCommand {
     /// Ingestion throughput and latency through the HTTP API.
     Ingest(bench::BenchIngestArgs),
+    /// POST /v1/decide at a fixed rate against a fresh server: decisions/s and latency.
+    Decide(bench::BenchDecideArgs),
 }
 
 fn parse_kind(s: &str) -> Result<KeyKind, String> {
@@ -542,6 +544,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench { command: BenchCommand::Ingest(args) } => {
             init_logging(LogFormat::Text, "warn");
             bench::ingest(args).await?;
+        }
+        Command::Bench { command: BenchCommand::Decide(args) } => {
+            init_logging(LogFormat::Text, "warn");
+            bench::decide(args).await?;
         }
     }
     Ok(())
