@@ -684,6 +684,19 @@ impl Engine {
         &self.live[index].campaign.spec.id
     }
 
+    /// Whether a decision of this id is being watched for its outcome (a trigger replayed
+    /// after a crash must not decide again).
+    pub fn is_watching(&self, person: i64, decision: &str) -> bool {
+        self.open.get(&person).is_some_and(|list| list.iter().any(|o| o.decision == decision))
+    }
+
+    /// Whether any campaign fires on a change of user state (segment entry, churn threshold).
+    pub fn has_state_triggers(&self) -> bool {
+        self.live
+            .iter()
+            .any(|l| matches!(l.campaign.spec.trigger, Trigger::Segment { .. } | Trigger::Churn { .. }))
+    }
+
     /// Decisions waiting for an outcome.
     pub fn waiting(&self) -> usize {
         self.open.values().flatten().filter(|o| o.state == OpenState::Waiting).count()

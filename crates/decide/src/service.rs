@@ -126,72 +126,128 @@ impl DecisionService {
             // Applied a moment ago: do not wait for the next reload.
             self.reload_campaigns(ws, &slot).await?;
         }
-        let store = &self.inner.store;
         let now = Millis::now().0;
-        let cached = slot.lock().expect("lock").users.get(req.user_id).cloned();
-        let (person_id, known, traits) = match cached {
+        let subject = self.subject(ws, &slot, req.user_id, now).await?;
+        let id = decision_id();
+        let decision = {
+            let mut state = slot.lock().expect("lock");
+            let draw = Draw { decision_id: &id, unit: req.user_id, u: rand::random::<f64>(), now };
+            let user = subject.context(req.context);
+            state.engine.decide(req.campaign, &user, Some(req.user_id), draw).map_err(|e| match e {
+                DecideError::UnknownCampaign(c) => ServiceError::UnknownCampaign(c),
+            })?
+        };
+        self.store_decisions(ws, vec![decision.clone()]).await?;
+        Ok(decision)
+    }
+
+    /// Stores decisions through the group commit; on failure the workspace is reloaded (the
+    /// engine counted messages that will not go out).
+    async fn store_decisions(&self, ws: &WorkspaceId, decisions: Vec<Decision>) -> Result<(), ServiceError> {
+        let mut waiting = Vec::with_capacity(decisions.len());
+        for d in &decisions {
+            let (done, stored) = tokio::sync::oneshot::channel();
+            let write = Write { ws: ws.clone(), record: to_record(d), done };
+            if self.inner.writes.send(write).await.is_err() {
+                self.forget(ws).await;
+                return Err(StoreError::Unavailable("decision writer stopped".into()).into());
+            }
+            waiting.push(stored);
+        }
+        for stored in waiting {
+            let result = stored
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("decision writer stopped".into())));
+            if let Err(e) = result {
+                self.forget(ws).await;
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// What the engine needs to know of a user now: person and traits (cached until an event
+    /// of the user arrives), live profile, churn probability.
+    async fn subject(
+        &self,
+        ws: &WorkspaceId,
+        slot: &Arc<Mutex<WsState>>,
+        user_id: &str,
+        now: i64,
+    ) -> Result<Subject, ServiceError> {
+        let store = &self.inner.store;
+        let cached = slot.lock().expect("lock").users.get(user_id).cloned();
+        let (person, known, traits) = match cached {
             Some(c) => c,
             None => {
-                let person = store.find_person(ws, IdKind::User, req.user_id).await?;
-                let (person_id, known) = match &person {
+                let found = store.find_person(ws, IdKind::User, user_id).await?;
+                let (person, known) = match &found {
                     Some(p) => (p.id, true),
-                    None => (unknown_person(req.user_id), false),
+                    None => (unknown_person(user_id), false),
                 };
                 let mut traits = Map::new();
                 if known {
-                    for t in store.identify_traits(ws, person_id).await? {
+                    for t in store.identify_traits(ws, person).await? {
                         if let Value::Object(t) = t {
                             traits.extend(t);
                         }
                     }
                 }
-                let entry = (person_id, known, Arc::new(traits));
+                let entry = (person, known, Arc::new(traits));
                 let mut state = slot.lock().expect("lock");
                 if state.users.len() >= USER_CACHE {
                     state.users.clear();
                 }
-                state.users.insert(req.user_id.to_owned(), entry.clone());
+                state.users.insert(user_id.to_owned(), entry.clone());
                 entry
             }
         };
-        let traits: &Map<String, Value> = &traits;
         let view =
-            if known { self.inner.profiles.as_ref().and_then(|p| p.view(ws, person_id, now)) } else { None };
-        let churn = if known { self.inner.churn.as_ref().and_then(|c| c(ws, person_id, now)) } else { None };
-        let engagement = view.as_ref().map(|v| v.engagement.score);
-        let user = UserContext {
-            person: person_id,
-            known: known && view.is_some(),
-            traits,
-            features: view.as_ref().map(|v| &v.features),
-            engagement,
-            stage: view.as_ref().map(|v| v.stage),
-            churn,
-            zone: view.as_ref().and_then(|v| v.time_zone.as_deref()).and_then(|z| z.parse().ok()),
-            request: req.context,
-        };
-        let id = decision_id();
-        let decision = {
-            let mut state = slot.lock().expect("lock");
-            let draw = Draw { decision_id: &id, unit: req.user_id, u: rand::random::<f64>(), now };
-            state.engine.decide(req.campaign, &user, Some(req.user_id), draw).map_err(|e| match e {
-                DecideError::UnknownCampaign(c) => ServiceError::UnknownCampaign(c),
-            })?
-        };
-        let (done, stored) = tokio::sync::oneshot::channel();
-        let write = Write { ws: ws.clone(), record: to_record(&decision), done };
-        let result = match self.inner.writes.send(write).await {
-            Ok(()) => stored
-                .await
-                .unwrap_or_else(|_| Err(StoreError::Unavailable("decision writer stopped".into()))),
-            Err(_) => Err(StoreError::Unavailable("decision writer stopped".into())),
-        };
-        if let Err(e) = result {
-            // The engine counted a message that will not go out: start again from the store.
-            self.forget(ws).await;
-            return Err(e.into());
+            if known { self.inner.profiles.as_ref().and_then(|p| p.view(ws, person, now)) } else { None };
+        let churn = if known { self.inner.churn.as_ref().and_then(|c| c(ws, person, now)) } else { None };
+        Ok(Subject { person, known, traits, view, churn })
+    }
+
+    /// Decides for campaigns that triggers fired, highest priority first; ids come from the
+    /// triggering event, so a replay after a crash finds them already made (and the store keeps
+    /// the first).
+    async fn decide_triggered(
+        &self,
+        ws: &WorkspaceId,
+        slot: &Arc<Mutex<WsState>>,
+        fired: Vec<Fired>,
+        checks: Vec<(String, String)>,
+        now: i64,
+    ) -> Result<usize, ServiceError> {
+        // Per user: the campaigns fired, and the last event that may have changed their state.
+        let mut by_user: HashMap<String, (Vec<Fired>, Option<String>)> = HashMap::new();
+        for f in fired {
+            by_user.entry(f.user_id.clone()).or_default().0.push(f);
         }
-        Ok(decision)
+        for (user_id, cause) in checks {
+            by_user.entry(user_id).or_default().1 = Some(cause);
+        }
+        let mut made = Vec::new();
+        for (user_id, (mut fired, check)) in by_user {
+            let subject = self.subject(ws, slot, &user_id, now).await?;
+            let mut state = slot.lock().expect("lock");
+            let user = subject.context(None);
+            if let Some(cause) = check {
+                let mut entered = Vec::new();
+                state.engine.triggered_by_state(&user, &mut entered);
+                fired.extend(entered.into_iter().map(|i| Fired {
+                    user_id: user_id.clone(),
+                    campaign: i,
+                    cause: cause.clone(),
+                }));
+            }
+            by_user_decide(&mut state, &user, &user_id, fired, now, &mut made);
+        }
+        let n = made.len();
+        if n > 0 {
+            self.store_decisions(ws, made).await?;
+        }
+        Ok(n)
     }
 
     /// Runs the learner and reloads campaigns and rules of every loaded workspace, and loads
@@ -226,6 +282,60 @@ impl DecisionService {
         self.reload_campaigns(ws, &slot).await?;
         self.reload_rules(ws, &slot).await?;
         while self.learn_once(ws, &slot, Millis::now().0).await? == PAGE {}
+        self.run_schedules(ws, &slot, Millis::now().0).await?;
+        Ok(())
+    }
+
+    /// Scheduled campaigns that are due decide for every identified user with a live profile
+    /// (the audience filters them); the decision ids carry the schedule's period, so a restart
+    /// within the same period decides nobody twice.
+    async fn run_schedules(
+        &self,
+        ws: &WorkspaceId,
+        slot: &Arc<Mutex<WsState>>,
+        now: i64,
+    ) -> Result<(), ServiceError> {
+        let due: Vec<(usize, i64)> = {
+            let mut state = slot.lock().expect("lock");
+            let mut due = Vec::new();
+            state.engine.due_schedules(now, &mut due);
+            due.into_iter()
+                .map(|i| {
+                    let every = match &state
+                        .engine
+                        .campaign(state.engine.campaign_id(i))
+                        .expect("listed")
+                        .spec
+                        .trigger
+                    {
+                        crate::Trigger::Schedule { every } => {
+                            crate::spec::duration_ms(every).unwrap_or(86_400_000)
+                        }
+                        _ => 86_400_000,
+                    };
+                    (i, now / every)
+                })
+                .collect()
+        };
+        if due.is_empty() {
+            return Ok(());
+        }
+        let persons: Vec<PersonId> = self
+            .inner
+            .profiles
+            .as_ref()
+            .and_then(|p| p.with_workspace(ws, |w| w.profiles.iter().map(|(id, _)| id).collect()))
+            .unwrap_or_default();
+        let mut fired = Vec::new();
+        for person in persons {
+            let Some(user_id) = self.inner.store.person(ws, person).await?.and_then(|p| p.user_id) else {
+                continue;
+            };
+            for &(campaign, period) in &due {
+                fired.push(Fired { user_id: user_id.clone(), campaign, cause: format!("schedule-{period}") });
+            }
+        }
+        self.decide_triggered(ws, slot, fired, Vec::new(), now).await?;
         Ok(())
     }
 
@@ -239,9 +349,13 @@ impl DecisionService {
         let store = &self.inner.store;
         let after = slot.lock().expect("lock").checkpoint;
         let events = store.events_after(ws, after, PAGE).await?;
-        let (commit, checkpoint) = {
+        let mut outcomes: Vec<Outcome> = Vec::new();
+        let mut fired: Vec<Fired> = Vec::new();
+        let mut checks: Vec<(String, String)> = Vec::new();
+        {
             let mut state = slot.lock().expect("lock");
-            let mut outcomes: Vec<Outcome> = Vec::new();
+            let state_triggers = state.engine.has_state_triggers();
+            let mut hits = Vec::new();
             for e in &events {
                 let props = if e.event.event_type == EventType::Track {
                     serde_json::from_str::<Value>(&e.event.raw).ok().and_then(|v| match v.get("properties") {
@@ -256,7 +370,26 @@ impl DecisionService {
                 }
                 let name = e.event.name.as_deref().unwrap_or("");
                 state.engine.observe(e.person_id, name, e.event.timestamp.0, props.as_ref(), &mut outcomes);
+                // Only identified users can be messaged; decisions need their user id.
+                let Some(user_id) = &e.event.user_id else { continue };
+                hits.clear();
+                state.engine.triggered_by_event(name, props.as_ref(), &mut hits);
+                let cause = &e.event.message_id;
+                fired.extend(hits.iter().map(|&campaign| Fired {
+                    user_id: user_id.clone(),
+                    campaign,
+                    cause: cause.clone(),
+                }));
+                if state_triggers {
+                    checks.push((user_id.clone(), cause.clone()));
+                }
             }
+        }
+        if !fired.is_empty() || !checks.is_empty() {
+            self.decide_triggered(ws, slot, fired, checks, now).await?;
+        }
+        let (commit, checkpoint) = {
+            let mut state = slot.lock().expect("lock");
             state.engine.expire(now, &mut outcomes);
             state.engine.refresh();
             let checkpoint = events.last().map_or(after, |e| e.seq);
@@ -396,6 +529,83 @@ impl DecisionService {
         map.insert(ws.clone(), slot.clone());
         Ok(slot)
     }
+}
+
+/// A campaign a trigger fired for a user, and the event that fired it.
+#[derive(Clone, Debug)]
+struct Fired {
+    user_id: String,
+    campaign: usize,
+    /// The triggering event's message id (or the schedule's tick).
+    cause: String,
+}
+
+/// A user as the engine sees them, owned (see [`Subject::context`]).
+struct Subject {
+    person: PersonId,
+    known: bool,
+    traits: Arc<Map<String, Value>>,
+    view: Option<whisperer_profiles::engine::ProfileView>,
+    churn: Option<f64>,
+}
+
+impl Subject {
+    fn context<'a>(&'a self, request: Option<&'a Map<String, Value>>) -> UserContext<'a> {
+        let view = self.view.as_ref();
+        UserContext {
+            person: self.person,
+            known: self.known && view.is_some(),
+            traits: &self.traits,
+            features: view.map(|v| &v.features),
+            engagement: view.map(|v| v.engagement.score),
+            stage: view.map(|v| v.stage),
+            churn: self.churn,
+            zone: view.and_then(|v| v.time_zone.as_deref()).and_then(|z| z.parse().ok()),
+            request,
+        }
+    }
+}
+
+/// Decides the fired campaigns of one user (not already decided for the same cause).
+fn by_user_decide(
+    state: &mut WsState,
+    user: &UserContext<'_>,
+    user_id: &str,
+    fired: Vec<Fired>,
+    now: i64,
+    made: &mut Vec<Decision>,
+) {
+    let mut indexes = Vec::new();
+    let mut ids = HashMap::new();
+    for f in fired {
+        let id = trigger_id(&f.cause, state.engine.campaign_id(f.campaign));
+        if !state.engine.is_watching(user.person, &id) && !ids.contains_key(&f.campaign) {
+            ids.insert(f.campaign, id);
+            indexes.push(f.campaign);
+        }
+    }
+    if indexes.is_empty() {
+        return;
+    }
+    let draws: HashMap<usize, f64> = indexes.iter().map(|i| (*i, rand::random::<f64>())).collect();
+    // decide_many asks in priority order; answer by campaign index.
+    let decided = state.engine.decide_many(&indexes, user, Some(user_id), &mut |i| Draw {
+        decision_id: &ids[&i],
+        unit: user_id,
+        u: draws[&i],
+        now,
+    });
+    made.extend(decided);
+}
+
+/// `trg_` and a hash of the cause and the campaign: the same trigger, the same decision id.
+fn trigger_id(cause: &str, campaign: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in cause.bytes().chain([0xff]).chain(campaign.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("trg_{h:016x}")
 }
 
 /// A stable stand-in person for a user id the store has never seen (negative, so it never

@@ -118,3 +118,73 @@ async fn decisions_are_stored_learned_from_and_survive_restarts() {
         .unwrap();
     assert_eq!(d.campaign, "later");
 }
+
+fn track(ws: &WorkspaceId, id: &str, name: &str, user: &str, at: i64, properties: &str) -> NewEvent {
+    NewEvent {
+        raw: format!(r#"{{"type":"track","event":"{name}","userId":"{user}","properties":{properties}}}"#),
+        ..event(ws, id, EventType::Track, Some(name), user, at)
+    }
+}
+
+#[tokio::test]
+async fn triggers_decide_once_per_cause_even_when_the_log_is_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let ws = Workspace { id: WorkspaceId::generate(), name: "triggers".into(), created_at: Millis::now() };
+    store.create_workspace(&ws, &[]).await.unwrap();
+    let ws = ws.id;
+    store
+        .set_setting(
+            &ws,
+            "fatigue",
+            r#"{"quiet_hours": null, "min_gap_minutes": 0, "caps": {}}"#,
+            Millis::now(),
+        )
+        .await
+        .unwrap();
+    let on = |id: &str, trigger: &str| {
+        CAMPAIGN.replace("id = \"nudge\"", &format!("id = \"{id}\"")).replace("{ type = \"api\" }", trigger)
+    };
+    apply(store.as_ref(), &ws, &on("welcome", r#"{ type = "event", event = "Signed Up" }"#)).await;
+    apply(store.as_ref(), &ws, &on("rescue", r#"{ type = "stage", to = "at-risk" }"#)).await;
+    apply(store.as_ref(), &ws, &on("pros", r#"{ type = "segment", segment = 'traits.plan == "pro"' }"#))
+        .await;
+    let now = Millis::now().0;
+    let mut log = vec![
+        event(&ws, "m1", EventType::Identify, None, "ada", now),
+        track(&ws, "m2", "Signed Up", "ada", now + 1, "{}"),
+        track(&ws, "m3", "Lifecycle Stage Changed", "bob", now + 2, r#"{"from":"engaged","to":"at-risk"}"#),
+        track(&ws, "m4", "Lifecycle Stage Changed", "bob", now + 3, r#"{"from":"engaged","to":"dormant"}"#),
+    ];
+    let mut pro = event(&ws, "m5", EventType::Identify, None, "cyd", now + 4);
+    pro.raw = r#"{"type":"identify","userId":"cyd","traits":{"plan":"pro"}}"#.into();
+    log.push(pro);
+    log.push(track(&ws, "m6", "Page Viewed", "cyd", now + 5, "{}"));
+    store.append(log, Millis(0)).await.unwrap();
+
+    let service = DecisionService::new(store.clone(), None, None);
+    service.tick(&ws).await.unwrap();
+    let all = || async {
+        let mut v: Vec<(String, String)> = store
+            .decisions(&ws, &DecisionQuery { limit: 100, ..Default::default() })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.campaign, d.user_id.unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let expected =
+        [("pros", "cyd"), ("rescue", "bob"), ("welcome", "ada")].map(|(a, b)| (a.to_owned(), b.to_owned()));
+    assert_eq!(all().await, expected, "one decision per trigger; the segment fires on entry only");
+
+    // A crash after the decisions but before the learner's commit replays the same events:
+    // rewind the checkpoint and start a new service.
+    let at = store.consumer_state(LEARNER, &ws).await.unwrap().unwrap().checkpoint;
+    let rewind = whisperer_store::ConsumerCommit { expected: at, checkpoint: 0, ..Default::default() };
+    store.commit_consumer(LEARNER, &ws, rewind).await.unwrap();
+    let service = DecisionService::new(store.clone(), None, None);
+    service.tick(&ws).await.unwrap();
+    assert_eq!(all().await, expected, "replayed triggers decide nobody twice");
+}
