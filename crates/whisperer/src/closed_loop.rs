@@ -44,9 +44,10 @@ pub struct LoopReport {
     pub treated: Group,
     pub holdout: Group,
     /// Goal rate of treated minus holdout, with a 95 % confidence interval.
-    pub uplift: f64,
-    pub uplift_ci_low: f64,
-    pub uplift_ci_high: f64,
+    /// Null when there is no holdout (or no treated decision) to compare.
+    pub uplift: Option<f64>,
+    pub uplift_ci_low: Option<f64>,
+    pub uplift_ci_high: Option<f64>,
     /// Cumulative regret over sent decisions, in expected goal probability: the oracle arm's
     /// uplift minus the chosen arm's (policy), or minus the mean arm's (uniform random).
     pub regret_policy: f64,
@@ -161,9 +162,9 @@ pub fn run(
         suppressed_by_rule: BTreeMap::new(),
         treated: Group::default(),
         holdout: Group::default(),
-        uplift: 0.0,
-        uplift_ci_low: 0.0,
-        uplift_ci_high: 0.0,
+        uplift: None,
+        uplift_ci_low: None,
+        uplift_ci_high: None,
         regret_policy: 0.0,
         regret_random: 0.0,
         scored_decisions: 0,
@@ -241,6 +242,35 @@ pub fn run(
                     triggered.extend(fired.drain(..).map(|i| (person, i)));
                 }
             }
+        }
+        // Segment entries (and churn thresholds, though the simulation has no churn model) of
+        // the users active in this step; scheduled campaigns for everyone with a profile.
+        if engine.has_state_triggers() {
+            let mut active: Vec<i64> = batch.iter().map(|e| e.person_id).collect();
+            active.sort_unstable();
+            active.dedup();
+            let empty = Map::new();
+            for person in active {
+                let Some(profile) = profiles.get(&person) else { continue };
+                let features = profile.features(t);
+                let user = UserContext {
+                    person,
+                    known: true,
+                    traits: traits.get(&person).unwrap_or(&empty),
+                    features: Some(&features),
+                    engagement: Some(Engagement::of(&features).score),
+                    stage: Some(profile.stage()),
+                    churn: None,
+                    zone: profile.zone().and_then(|z| tracker.dict.zone(z)),
+                    request: None,
+                };
+                engine.triggered_by_state(&user, &mut fired);
+                triggered.extend(fired.drain(..).map(|i| (person, i)));
+            }
+        }
+        engine.due_schedules(t, &mut fired);
+        for i in fired.drain(..) {
+            triggered.extend(profiles.iter().map(|(p, _)| (p, i)));
         }
         // One decision round per user per step, every campaign that wants them at once.
         triggered.sort_unstable();
@@ -392,13 +422,13 @@ pub fn run(
     rate(&mut report.treated);
     rate(&mut report.holdout);
     let (t_, h) = (&report.treated, &report.holdout);
-    report.uplift = t_.rate - h.rate;
     // Wald interval of the difference (unpooled), as statsmodels' confint_proportions_2indep.
     if let Ok(test) =
         whisperer_stats::two_proportion_test(t_.converted, t_.decisions, h.converted, h.decisions, 0.95)
     {
-        report.uplift_ci_low = test.diff_ci.lower;
-        report.uplift_ci_high = test.diff_ci.upper;
+        report.uplift = Some(test.diff);
+        report.uplift_ci_low = Some(test.diff_ci.lower);
+        report.uplift_ci_high = Some(test.diff_ci.upper);
     }
     Ok(report)
 }
@@ -497,15 +527,18 @@ pub fn summary(r: &LoopReport, elapsed: std::time::Duration) -> String {
         );
     }
     out += &format!(
-        "  goal reached: treated {:.1} % of {}, holdout {:.1} % of {} -> uplift {:+.1} pts (95 % CI {:+.1} .. {:+.1})\n",
+        "  goal reached: treated {:.1} % of {}, holdout {:.1} % of {}",
         100.0 * r.treated.rate,
         r.treated.decisions,
         100.0 * r.holdout.rate,
         r.holdout.decisions,
-        100.0 * r.uplift,
-        100.0 * r.uplift_ci_low,
-        100.0 * r.uplift_ci_high
     );
+    out += &match (r.uplift, r.uplift_ci_low, r.uplift_ci_high) {
+        (Some(u), Some(lo), Some(hi)) => {
+            format!(" -> uplift {:+.1} pts (95 % CI {:+.1} .. {:+.1})\n", 100.0 * u, 100.0 * lo, 100.0 * hi)
+        }
+        _ => " -> no holdout to measure uplift against\n".to_owned(),
+    };
     out += &format!(
         "  regret vs the oracle arm over {} sent decisions: policy {:.2}, uniform random {:.2} ({:.0} % less)\n",
         r.scored_decisions,
