@@ -8,6 +8,19 @@ pub fn normal_cdf(z: f64) -> f64 {
     0.5 * erfc(-z * std::f64::consts::FRAC_1_SQRT_2)
 }
 
+/// The standard normal density and CDF at `z` from one exponential (Abramowitz & Stegun
+/// 26.2.17, absolute error < 7.5e-8): the inner loop of [`normal_prob_best`] needs both.
+fn pdf_cdf(z: f64) -> (f64, f64) {
+    const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+    let density = INV_SQRT_2PI * (-0.5 * z * z).exp();
+    let t = 1.0 / (1.0 + 0.231_641_9 * z.abs());
+    let tail = density
+        * t
+        * (0.319_381_530
+            + t * (-0.356_563_782 + t * (1.781_477_937 + t * (-1.821_255_978 + t * 1.330_274_429))));
+    (density, if z >= 0.0 { 1.0 - tail } else { tail })
+}
+
 fn erfc(x: f64) -> f64 {
     let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
@@ -46,32 +59,34 @@ pub fn normal_prob_best(means: &[f64], sds: &[f64], out: &mut Vec<f64>) {
     let step = span / (POINTS - 1) as f64;
     let floor = step * 0.5;
     out.resize(k, 0.0);
+    // An arm whose upper edge lies below the region cannot be the largest, and its CDF there is
+    // 1: leave it out of the integral.
+    let active: Vec<usize> = (0..k.min(64)).filter(|&j| means[j] + 7.0 * sds[j].max(floor) >= lo).collect();
     let mut cdf = [0.0f64; 64];
     let mut pdf = [0.0f64; 64];
-    let k_eff = k.min(64);
     for p in 0..POINTS {
         let s = lo + step * p as f64;
         let mut all = 1.0;
         let mut zeros = 0;
-        for j in 0..k_eff {
+        for (a, &j) in active.iter().enumerate() {
             let sd = sds[j].max(floor);
-            let z = (s - means[j]) / sd;
-            cdf[j] = normal_cdf(z);
-            pdf[j] = (-0.5 * z * z).exp() / (sd * (2.0 * std::f64::consts::PI).sqrt());
-            if cdf[j] > 0.0 {
-                all *= cdf[j];
+            let (density, below) = pdf_cdf((s - means[j]) / sd);
+            cdf[a] = below;
+            pdf[a] = density / sd;
+            if below > 0.0 {
+                all *= below;
             } else {
                 zeros += 1;
             }
         }
-        for i in 0..k_eff {
+        let w = if p == 0 || p == POINTS - 1 { 0.5 } else { 1.0 };
+        for (a, &i) in active.iter().enumerate() {
             let others = match zeros {
-                0 => all / cdf[i],
-                1 if cdf[i] == 0.0 => all,
+                0 => all / cdf[a],
+                1 if cdf[a] == 0.0 => all,
                 _ => 0.0,
             };
-            let w = if p == 0 || p == POINTS - 1 { 0.5 } else { 1.0 };
-            out[i] += w * pdf[i] * others * step;
+            out[i] += w * pdf[a] * others * step;
         }
     }
     normalise(out);
@@ -184,6 +199,25 @@ mod tests {
         assert!(close(normal_cdf(1.959_963_985), 0.975, 1e-7));
         assert!(close(normal_cdf(-1.0), 0.158_655_253_9, 1e-7));
         assert!(close(normal_cdf(-6.0), 9.865_876_45e-10, 1e-12));
+    }
+
+    #[test]
+    fn the_fast_pair_agrees_with_the_cdf() {
+        for i in -80..=80 {
+            let z = f64::from(i) / 10.0;
+            let (d, c) = pdf_cdf(z);
+            assert!((c - normal_cdf(z)).abs() < 2e-7, "{z}");
+            assert!((d - (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt()).abs() < 1e-15);
+        }
+    }
+
+    #[test]
+    fn hopeless_arms_get_nothing() {
+        let mut out = Vec::new();
+        normal_prob_best(&[0.5, 0.1, 0.52], &[0.01, 0.01, 0.01], &mut out);
+        assert_eq!(out[1], 0.0);
+        let exact = normal_cdf(0.02 / (0.0002f64).sqrt());
+        assert!((out[2] - exact).abs() < 1e-4, "{out:?} vs {exact}");
     }
 
     #[test]
