@@ -256,6 +256,48 @@ pub async fn put_campaign(
     Ok(axum::Json(campaign_json(&record)))
 }
 
+#[derive(Deserialize)]
+pub struct ExperimentQuery {
+    confidence: Option<String>,
+}
+
+/// `GET /v1/campaigns/{id}/experiment`: each arm against the holdout, from settled decisions.
+pub async fn get_experiment(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ExperimentQuery>, QueryRejection>,
+) -> Result<axum::Json<Value>, ApiError> {
+    use whisperer_decide::report::{CampaignReportError, campaign_report};
+    let caller = secret_caller(&state, &headers).await?;
+    let id = campaign_id(path)?;
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
+    })?;
+    let confidence = match q.confidence.as_deref() {
+        None => 0.95,
+        Some(t) => t.parse::<f64>().map_err(|_| {
+            ApiError::new(ErrorCode::InvalidParameter, "confidence must be a number between 0.5 and 1")
+        })?,
+    };
+    let report = campaign_report(state.inner.store.as_ref(), &caller.workspace, &id, confidence)
+        .await
+        .map_err(|e| match e {
+            CampaignReportError::UnknownCampaign(c) => {
+                ApiError::new(ErrorCode::CampaignNotFound, format!("no campaign {c:?} in this workspace"))
+            }
+            CampaignReportError::BadConfidence(_) => {
+                ApiError::new(ErrorCode::InvalidParameter, e.to_string())
+            }
+            CampaignReportError::Store(e) => e.into(),
+            other => {
+                tracing::error!(error = %other, "experiment report failed");
+                ApiError::new(ErrorCode::Internal, "internal error")
+            }
+        })?;
+    Ok(axum::Json(report))
+}
+
 /// `GET /v1/settings/fatigue`.
 pub async fn get_fatigue(
     State(state): State<AppState>,

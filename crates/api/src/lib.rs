@@ -140,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/settings/fatigue", get(decisions::get_fatigue).put(decisions::put_fatigue))
         .route("/v1/campaigns", get(decisions::get_campaigns))
         .route("/v1/campaigns/{campaign_id}", get(decisions::get_campaign).put(decisions::put_campaign))
+        .route("/v1/campaigns/{campaign_id}/experiment", get(decisions::get_experiment))
         .route("/v1/decide", post(decisions::post_decide))
         .route("/v1/decisions", get(decisions::get_decisions))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))

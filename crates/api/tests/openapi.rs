@@ -981,6 +981,20 @@ async fn real_responses_match_the_documented_schemas() {
     let (status, body) = app.call("get", "/v1/decisions", get("/v1/decisions?status=maybe")).await;
     assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
 
+    // The experiment report answers (waiting: no decision has settled yet), and names problems.
+    let experiment = "/v1/campaigns/{campaignId}/experiment";
+    let (status, report) = app.call("get", experiment, get("/v1/campaigns/win-back/experiment")).await;
+    assert_eq!(
+        (status, report["status"].as_str(), report["pending"].as_u64()),
+        (StatusCode::OK, Some("waiting"), Some(13)),
+        "{report}"
+    );
+    let (status, body) =
+        app.call("get", experiment, get("/v1/campaigns/win-back/experiment?confidence=2")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
+    let (status, body) = app.call("get", experiment, get("/v1/campaigns/nope/experiment")).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "campaign_not_found"));
+
     // Metrics last, so every route above has been counted.
     let (status, metrics) = app.call("get", "/metrics", app.request("get", "/metrics")).await;
     assert_eq!(status, StatusCode::OK);

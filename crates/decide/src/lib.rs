@@ -19,6 +19,7 @@ pub mod linalg;
 pub mod policy;
 pub mod prob;
 pub mod record;
+pub mod report;
 pub mod service;
 pub mod spec;
 

@@ -7,7 +7,6 @@ mod closed_loop;
 mod cohorts;
 mod config;
 mod demo;
-mod experiment;
 mod loadgen;
 mod policy_eval;
 mod server;
@@ -484,7 +483,9 @@ async fn main() -> anyhow::Result<()> {
                 ExperimentCommand::Report { campaign, workspace, confidence, store } => {
                     let db = server::open_store(&Config::load(&store, None)?).await?;
                     let ws = admin::existing_workspace(&db, &workspace).await?;
-                    let report = experiment::report(db.as_ref(), &ws, &campaign, confidence).await?;
+                    let report =
+                        whisperer_decide::report::campaign_report(db.as_ref(), &ws, &campaign, confidence)
+                            .await?;
                     print_json(&report)?;
                 }
             }

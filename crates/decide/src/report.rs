@@ -1,32 +1,47 @@
-//! `whisperer experiment report`: a campaign's settled decisions from the audit trail, through
-//! `whisperer_decide::experiment`.
+//! A campaign's experiment report from its settled decisions in the audit trail (for
+//! `whisperer experiment report` and `GET /v1/campaigns/{id}/experiment`), through
+//! [`crate::experiment`].
 
-use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use whisperer_core::WorkspaceId;
-use whisperer_decide::experiment::{self, Settled};
-use whisperer_decide::{CampaignSpec, PolicyConfig};
-use whisperer_store::{DecisionQuery, Store};
+use whisperer_store::{DecisionQuery, Store, StoreError};
+
+use crate::experiment::{self, ReportError, Settled};
+use crate::{CampaignSpec, PolicyConfig};
+
+/// Why no report could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignReportError {
+    #[error("unknown campaign {0:?}")]
+    UnknownCampaign(String),
+    #[error("confidence must be between 0.5 and 1, got {0}")]
+    BadConfidence(f64),
+    #[error("campaign {0}: {1}")]
+    Report(String, ReportError),
+    #[error("stored campaign is invalid: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 const PAGE: usize = 10_000;
 
-pub async fn report(
+pub async fn campaign_report(
     store: &dyn Store,
     ws: &WorkspaceId,
     campaign: &str,
     confidence: f64,
-) -> anyhow::Result<Value> {
+) -> Result<Value, CampaignReportError> {
     if !(confidence > 0.5 && confidence < 1.0) {
-        bail!("--confidence must be between 0.5 and 1, got {confidence}");
+        return Err(CampaignReportError::BadConfidence(confidence));
     }
     let record = store
         .campaign(ws, campaign, None)
         .await?
-        .with_context(|| format!("unknown campaign {campaign:?}"))?;
-    let spec = CampaignSpec::parse(&record.definition)
-        .map_err(|e| anyhow::anyhow!("stored campaign is invalid: {e}"))?;
-    let compiled =
-        spec.compile(record.version).map_err(|e| anyhow::anyhow!("stored campaign is invalid: {e}"))?;
+        .ok_or_else(|| CampaignReportError::UnknownCampaign(campaign.to_owned()))?;
+    let corrupt = |e: crate::SpecErrors| CampaignReportError::Corrupt(e.to_string());
+    let spec = CampaignSpec::parse(&record.definition).map_err(corrupt)?;
+    let compiled = spec.compile(record.version).map_err(corrupt)?;
     let arms: Vec<String> = compiled.arms.iter().map(|a| a.name.clone()).collect();
     let weights = match &spec.policy {
         PolicyConfig::Ab { weights } => Some(weights.clone()),
@@ -70,9 +85,19 @@ pub async fn report(
     }
     settled.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     let settled: Vec<Settled> = settled.into_iter().map(|(_, _, s)| s).collect();
-    let report = experiment::report(&settled, &arms, compiled.holdout, weights.as_deref(), confidence)
-        .with_context(|| format!("campaign {campaign}"))?;
-    let mut out = serde_json::to_value(&report)?;
+    let mut out = match experiment::report(&settled, &arms, compiled.holdout, weights.as_deref(), confidence)
+    {
+        Ok(report) => {
+            let mut out = serde_json::to_value(&report).expect("reports serialise");
+            out["status"] = json!("ready");
+            out
+        }
+        // Too early to compare: say so rather than fail, the decisions are on their way.
+        Err(e @ (ReportError::Empty | ReportError::NoControl(_))) => {
+            json!({"status": "waiting", "reason": e.to_string(), "confidence": confidence, "groups": [], "comparisons": []})
+        }
+        Err(e) => return Err(CampaignReportError::Report(campaign.to_owned(), e)),
+    };
     out["campaign"] = json!(campaign);
     out["version"] = json!(record.version);
     out["policy"] = json!(spec.policy.name());
