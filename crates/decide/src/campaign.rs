@@ -577,7 +577,7 @@ fn read_actions(v: &Value, p: &mut Problems) -> Option<Actions> {
 }
 
 fn thompson_default() -> PolicyConfig {
-    PolicyConfig::Thompson { prior_alpha: 1.0, prior_beta: 1.0, exploration_floor: 0.02 }
+    PolicyConfig::Thompson { prior_alpha: 1.0, prior_beta: 1.0, exploration_floor: 0.02, discount: 1.0 }
 }
 
 fn read_policy(v: &Value, arms: Option<usize>, p: &mut Problems) -> Option<PolicyConfig> {
@@ -606,10 +606,12 @@ fn read_policy(v: &Value, arms: Option<usize>, p: &mut Problems) -> Option<Polic
             let prior_alpha = prob(&mut o, "prior_alpha", 1.0, 0.01, 1e6, p);
             let prior_beta = prob(&mut o, "prior_beta", 1.0, 0.01, 1e6, p);
             let floor = prob(&mut o, "exploration_floor", 0.02, 0.0, 0.5, p);
+            let discount = prob(&mut o, "discount", 1.0, 0.9, 1.0, p);
             PolicyConfig::Thompson {
                 prior_alpha: prior_alpha?,
                 prior_beta: prior_beta?,
                 exploration_floor: floor?,
+                discount: discount?,
             }
         }
         "contextual" => {

@@ -20,8 +20,17 @@ use crate::prob;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PolicyConfig {
-    /// Beta-Bernoulli Thompson sampling on the goal conversion.
-    Thompson { prior_alpha: f64, prior_beta: f64, exploration_floor: f64 },
+    /// Beta-Bernoulli Thompson sampling on the goal conversion. With `discount` < 1 every
+    /// outcome first shrinks all arms' counts by that factor (discounted Thompson sampling), so
+    /// the posterior follows a base rate that drifts over time instead of crediting an arm
+    /// with the era it happened to be chosen in.
+    Thompson {
+        prior_alpha: f64,
+        prior_beta: f64,
+        exploration_floor: f64,
+        #[serde(default = "no_discount")]
+        discount: f64,
+    },
     /// Linear Thompson sampling on user features: per arm a Bayesian ridge regression of the
     /// conversion on the context; `exploration` scales the posterior spread.
     Contextual { features: Vec<String>, ridge: f64, exploration: f64, exploration_floor: f64 },
@@ -29,6 +38,10 @@ pub enum PolicyConfig {
     Ab { weights: Vec<f64> },
     /// The arm with the best observed conversion, or a uniformly random one with probability ε.
     EpsilonGreedy { epsilon: f64 },
+}
+
+fn no_discount() -> f64 {
+    1.0
 }
 
 impl PolicyConfig {
@@ -185,7 +198,7 @@ impl PolicyState {
         let mut theta = Vec::new();
         let mut a_inv = Vec::new();
         match &self.config {
-            PolicyConfig::Thompson { prior_alpha, prior_beta, exploration_floor } => {
+            PolicyConfig::Thompson { prior_alpha, prior_beta, exploration_floor, .. } => {
                 let params: Vec<(f64, f64)> = self
                     .arms
                     .iter()
@@ -296,6 +309,14 @@ impl PolicyState {
     /// Learns that `arm`, chosen in context `x`, earned `reward` (1 = goal reached).
     pub fn update(&mut self, arm: usize, x: &[f64], reward: f64) -> Result<(), UpdateError> {
         self.check(arm, x, reward)?;
+        if let PolicyConfig::Thompson { discount, .. } = self.config
+            && discount < 1.0
+        {
+            for c in &mut self.arms {
+                c.trials *= discount;
+                c.successes *= discount;
+            }
+        }
         let c = &mut self.arms[arm];
         c.trials += 1.0;
         c.successes += reward;
@@ -362,7 +383,7 @@ mod tests {
     use super::*;
 
     fn thompson() -> PolicyConfig {
-        PolicyConfig::Thompson { prior_alpha: 1.0, prior_beta: 1.0, exploration_floor: 0.0 }
+        PolicyConfig::Thompson { prior_alpha: 1.0, prior_beta: 1.0, exploration_floor: 0.0, discount: 1.0 }
     }
 
     /// A seeded stream of uniforms (SplitMix64), for tests.
@@ -420,6 +441,28 @@ mod tests {
             let freq = f64::from(counts[i]) / f64::from(draws);
             assert!((freq - probs[i]).abs() < 0.005, "arm {i}: {freq} vs {}", probs[i]);
         }
+    }
+
+    #[test]
+    fn discounting_follows_a_drifting_arm() {
+        let config = |discount| PolicyConfig::Thompson {
+            prior_alpha: 1.0,
+            prior_beta: 1.0,
+            exploration_floor: 0.0,
+            discount,
+        };
+        let (mut kept, mut forgetting) =
+            (PolicyState::new(config(1.0), 2, 0), PolicyState::new(config(0.99), 2, 0));
+        // Arm 0 converted 60 % for a long time, then stopped converting.
+        for i in 0..2_000 {
+            let reward = if i < 1_000 { f64::from(u8::from(i % 5 < 3)) } else { 0.0 };
+            kept.update(0, &[], reward).unwrap();
+            forgetting.update(0, &[], reward).unwrap();
+        }
+        let mean = |p: &PolicyState| p.arms[0].successes / p.arms[0].trials;
+        assert!((mean(&kept) - 0.3).abs() < 0.01, "{}", mean(&kept));
+        assert!(mean(&forgetting) < 0.01, "{}", mean(&forgetting));
+        assert!(forgetting.arms[0].trials < 101.0, "effective memory about 1 / (1 - 0.99)");
     }
 
     #[test]
