@@ -197,7 +197,7 @@ fn open_connection(path: &Path) -> Result<Connection> {
     // 8 MB per connection: SQLite scans a connection's whole page-cache hash at the end of each
     // write transaction (pcache1TruncateUnsafe, 8 % of the server's CPU under 5,000 decisions/s
     // with 64 MB); the OS page cache holds the file anyway. Measured with 8 MB: ingest 39k ->
-    // 45k events/s, decide p50 1.47 -> 1.17 ms, p99 13 -> 9.6 ms (2 cores).
+    // 46k events/s, decide p50 1.47 -> 1.21 ms, p99 13 -> 8.3 ms (medians of 3, 2 cores).
     conn.pragma_update(None, "cache_size", -8192).map_err(map_err)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
