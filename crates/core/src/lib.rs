@@ -3,6 +3,7 @@
 //! This crate does no I/O: no HTTP, no SQL, no files. Everything here is plain data and pure
 //! functions so that every engine and every storage backend shares one meaning of the domain.
 
+pub mod channel;
 pub mod event;
 pub mod identity;
 pub mod keys;
@@ -10,6 +11,7 @@ pub mod time;
 pub mod tracking_plan;
 pub mod workspace;
 
+pub use channel::Channel;
 pub use event::{EventType, NewEvent, StoredEvent};
 pub use identity::{IdKind, PersonId};
 pub use keys::{ApiKey, KeyKind};

@@ -16,9 +16,7 @@ use whisperer_decide::{
     Campaign, CampaignSpec, DecisionStatus, Draw, Engine, FatigueRules, OutcomeKind, UserContext,
 };
 use whisperer_profiles::{Engagement, ProfileTable, Tracker};
-use whisperer_sim::{
-    Angle, Channel as SimChannel, DeliveryStatus, Intervention, Message, SimConfig, Simulation, user_id_of,
-};
+use whisperer_sim::{Angle, DeliveryStatus, Intervention, Message, SimConfig, Simulation, user_id_of};
 use whisperer_store::DecisionRecord;
 
 /// Decisions are taken at the end of each step of simulated time.
@@ -107,10 +105,6 @@ pub fn load_campaigns(paths: &[PathBuf]) -> anyhow::Result<Vec<Campaign>> {
         bail!("no campaign files given");
     }
     Ok(out)
-}
-
-fn sim_channel(c: whisperer_decide::Channel) -> SimChannel {
-    SimChannel::parse(c.as_str()).expect("the simulator knows every channel")
 }
 
 /// The simulator's angle for a content: its `angle` label, else its id.
@@ -328,7 +322,7 @@ pub fn run(
                     .arms
                     .iter()
                     .map(|a| Intervention {
-                        channel: sim_channel(a.channel.unwrap_or(whisperer_decide::Channel::Email)),
+                        channel: a.channel.unwrap_or(whisperer_decide::Channel::Email),
                         angle: a.content.map_or(Angle::CheckIn, |c| angle_of(&campaign, c).expect("checked")),
                         at: Millis(deliver_at),
                     })

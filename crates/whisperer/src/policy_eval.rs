@@ -6,15 +6,13 @@
 //! without context). It is fitted on the same decisions it corrects, which biases DR a little
 //! towards the model; IPS and SNIPS do not depend on it.
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::{Value, json};
 use whisperer_core::WorkspaceId;
-use whisperer_decide::CampaignSpec;
 use whisperer_decide::linalg;
 use whisperer_stats::Logged;
-use whisperer_store::{DecisionQuery, Store};
+use whisperer_store::Store;
 
-const PAGE: usize = 10_000;
 const RIDGE: f64 = 1.0;
 
 /// A candidate policy.
@@ -67,48 +65,31 @@ pub async fn evaluate(
     policy: &str,
     confidence: f64,
 ) -> anyhow::Result<Value> {
-    let record = store
-        .campaign(ws, campaign, None)
-        .await?
-        .with_context(|| format!("unknown campaign {campaign:?}"))?;
-    let spec = CampaignSpec::parse(&record.definition)
-        .map_err(|e| anyhow::anyhow!("stored campaign is invalid: {e}"))?;
-    let compiled =
-        spec.compile(record.version).map_err(|e| anyhow::anyhow!("stored campaign is invalid: {e}"))?;
+    let (_, _, compiled, decisions) = whisperer_decide::report::campaign_log(store, ws, campaign).await?;
     let arms: Vec<String> = compiled.arms.iter().map(|a| a.name.clone()).collect();
     let candidate = parse_candidate(policy, &arms)?;
     let mut rounds = Vec::new();
-    let mut query =
-        DecisionQuery { campaign: Some(campaign.to_owned()), limit: PAGE, ..DecisionQuery::default() };
-    loop {
-        let page = store.decisions(ws, &query).await?;
-        let Some(last) = page.last() else { break };
-        query.before = Some((last.at, last.id.clone()));
-        for d in &page {
-            // Actions that were taken, with a known result.
-            if !matches!(d.status.as_str(), "send" | "no_send") || d.holdout {
-                continue;
-            }
-            let (Some(arm), Some(outcome)) = (d.arm.as_ref(), d.outcome.as_deref()) else { continue };
-            let Some(arm) = arms.iter().position(|a| a == arm) else { continue };
-            let body: Value = serde_json::from_str(&d.body).unwrap_or(Value::Null);
-            let mut context: Vec<f64> = body["context"]
-                .as_array()
-                .map(|v| v.iter().filter_map(Value::as_f64).collect())
-                .unwrap_or_default();
-            if context.is_empty() {
-                context.push(1.0);
-            }
-            rounds.push(Round {
-                arm,
-                propensity: d.propensity,
-                reward: f64::from(u8::from(outcome == "converted")),
-                context,
-            });
+    for d in &decisions {
+        // Actions that were taken, with a known result.
+        if !matches!(d.status.as_str(), "send" | "no_send") || d.holdout {
+            continue;
         }
-        if page.len() < PAGE {
-            break;
+        let (Some(arm), Some(outcome)) = (d.arm.as_ref(), d.outcome.as_deref()) else { continue };
+        let Some(arm) = arms.iter().position(|a| a == arm) else { continue };
+        let body: Value = serde_json::from_str(&d.body).unwrap_or(Value::Null);
+        let mut context: Vec<f64> = body["context"]
+            .as_array()
+            .map(|v| v.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
+        if context.is_empty() {
+            context.push(1.0);
         }
+        rounds.push(Round {
+            arm,
+            propensity: d.propensity,
+            reward: f64::from(u8::from(outcome == "converted")),
+            context,
+        });
     }
     if rounds.is_empty() {
         bail!("campaign {campaign} has no settled decisions with an arm to learn from");
