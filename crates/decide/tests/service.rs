@@ -1,6 +1,7 @@
-//! The decision service on a real (SQLite) store: decisions stored before they are answered,
-//! outcomes learned from the log and committed with the policy state, nothing lost or counted
-//! twice across a restart, campaigns picked up as soon as they are applied.
+//! The decision service on real stores (SQLite always, PostgreSQL when
+//! `WHISPERER_TEST_POSTGRES_URL` is set): decisions stored before they are answered, outcomes
+//! learned from the log and committed with the policy state, nothing lost or counted twice
+//! across a restart, campaigns picked up as soon as they are applied, triggers decided once.
 
 use std::sync::Arc;
 
@@ -43,10 +44,56 @@ async fn apply(store: &dyn Store, ws: &WorkspaceId, text: &str) {
     store.put_campaign(ws, &spec.id, &spec.to_json(), Millis::now()).await.unwrap();
 }
 
+/// A fresh store of each configured backend, with what must live as long as it.
+async fn stores() -> Vec<(Arc<dyn Store>, Box<dyn std::any::Any>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut out: Vec<(Arc<dyn Store>, Box<dyn std::any::Any>)> =
+        vec![(Arc::new(SqliteStore::open(dir.path()).unwrap()), Box::new(dir))];
+    match std::env::var("WHISPERER_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => {
+            let schema = format!("t_{:016x}", rand::random::<u64>());
+            let store = whisperer_store_postgres::PgStore::connect_in_schema(&url, &schema).await.unwrap();
+            out.push((Arc::new(store), Box::new(DropSchema { url, schema })));
+        }
+        _ if std::env::var("WHISPERER_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("WHISPERER_REQUIRE_SERVICES=1 but WHISPERER_TEST_POSTGRES_URL is not set")
+        }
+        _ => eprintln!("PostgreSQL part skipped: WHISPERER_TEST_POSTGRES_URL is not set"),
+    }
+    out
+}
+
+/// Drops a test schema when the test is done with it.
+struct DropSchema {
+    url: String,
+    schema: String,
+}
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let (url, schema) = (self.url.clone(), self.schema.clone());
+        // Drop runs inside the test's runtime, which cannot block on a future: use a thread with
+        // a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
+            });
+        })
+        .join();
+    }
+}
+
 #[tokio::test]
 async fn decisions_are_stored_learned_from_and_survive_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    for (store, _guard) in stores().await {
+        stored_learned_and_restarted(store).await;
+    }
+}
+
+async fn stored_learned_and_restarted(store: Arc<dyn Store>) {
     let ws = Workspace { id: WorkspaceId::generate(), name: "svc".into(), created_at: Millis::now() };
     store.create_workspace(&ws, &[]).await.unwrap();
     let ws = ws.id;
@@ -128,8 +175,12 @@ fn track(ws: &WorkspaceId, id: &str, name: &str, user: &str, at: i64, properties
 
 #[tokio::test]
 async fn triggers_decide_once_per_cause_even_when_the_log_is_replayed() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    for (store, _guard) in stores().await {
+        triggers_once(store).await;
+    }
+}
+
+async fn triggers_once(store: Arc<dyn Store>) {
     let ws = Workspace { id: WorkspaceId::generate(), name: "triggers".into(), created_at: Millis::now() };
     store.create_workspace(&ws, &[]).await.unwrap();
     let ws = ws.id;
