@@ -199,6 +199,8 @@ struct Live {
     fresh: u64,
     /// Members of a segment trigger, and users above a churn trigger's threshold.
     inside: HashSet<i64>,
+    /// `inside` changed since last taken (to persist).
+    inside_dirty: bool,
     next_run: Option<i64>,
 }
 
@@ -247,7 +249,15 @@ impl Engine {
             }
             _ => PolicyState::new(campaign.spec.policy.clone(), arms, dim),
         };
-        let live = Live { campaign, policy, dirty: true, fresh: 0, inside: HashSet::new(), next_run: None };
+        let live = Live {
+            campaign,
+            policy,
+            dirty: true,
+            fresh: 0,
+            inside: HashSet::new(),
+            inside_dirty: false,
+            next_run: None,
+        };
         match existing {
             Some(i) => {
                 let inside = std::mem::take(&mut self.live[i].inside);
@@ -625,6 +635,29 @@ impl Engine {
             .collect()
     }
 
+    /// Members of state-triggered campaigns' segments (or users above their churn threshold)
+    /// that changed since the last call, as (campaign, sorted persons), to persist.
+    pub fn take_dirty_members(&mut self) -> Vec<(String, Vec<i64>)> {
+        self.live
+            .iter_mut()
+            .filter_map(|l| {
+                std::mem::take(&mut l.inside_dirty).then(|| {
+                    let mut members: Vec<i64> = l.inside.iter().copied().collect();
+                    members.sort_unstable();
+                    (l.campaign.spec.id.clone(), members)
+                })
+            })
+            .collect()
+    }
+
+    /// Restores who was inside a state-triggered campaign's segment, so a restart does not
+    /// count them as entering it again.
+    pub fn set_members(&mut self, campaign: &str, members: impl IntoIterator<Item = i64>) {
+        if let Some(&i) = self.by_id.get(campaign) {
+            self.live[i].inside = members.into_iter().collect();
+        }
+    }
+
     /// Campaigns triggered by an event of a user (event and stage-change triggers).
     pub fn triggered_by_event(
         &self,
@@ -660,6 +693,7 @@ impl Engine {
             };
             let was_inside =
                 if now_inside { !l.inside.insert(user.person) } else { l.inside.remove(&user.person) };
+            l.inside_dirty |= now_inside != was_inside;
             if now_inside && !was_inside && l.campaign.spec.status == Status::Active {
                 out.push(i);
             }

@@ -394,13 +394,20 @@ impl DecisionService {
             state.engine.refresh();
             let checkpoint = events.last().map_or(after, |e| e.seq);
             let dirty = state.engine.take_dirty_policies();
-            if outcomes.is_empty() && dirty.is_empty() && checkpoint == after {
+            let members = state.engine.take_dirty_members();
+            if outcomes.is_empty() && dirty.is_empty() && members.is_empty() && checkpoint == after {
                 return Ok(0);
             }
-            let upserts = dirty
+            // Rows: a campaign's policy state under its number, its segment members under the
+            // number negated.
+            let mut upserts: Vec<(i64, Vec<u8>)> = dirty
                 .into_iter()
                 .filter_map(|(id, policy)| Some((state.versions.get(&id)?.1, policy.to_json().into_bytes())))
                 .collect();
+            upserts.extend(members.into_iter().filter_map(|(id, persons)| {
+                let bytes = persons.iter().flat_map(|p| p.to_le_bytes()).collect();
+                Some((-state.versions.get(&id)?.1, bytes))
+            }));
             let commit = LearnerCommit {
                 consumer: ConsumerCommit {
                     expected: after,
@@ -483,9 +490,18 @@ impl DecisionService {
         let rules = rules_text.as_deref().and_then(|t| FatigueRules::from_json(t).ok()).unwrap_or_default();
         let checkpoint = store.consumer_state(LEARNER, ws).await?.map_or(0, |s| s.checkpoint);
         let mut policies: HashMap<i64, PolicyState> = HashMap::new();
-        for (num, bytes) in store.consumer_rows(LEARNER, ws).await? {
-            if let Some(p) = std::str::from_utf8(&bytes).ok().and_then(|t| PolicyState::from_json(t).ok()) {
-                policies.insert(num, p);
+        let mut members: HashMap<i64, Vec<i64>> = HashMap::new();
+        for (key, bytes) in store.consumer_rows(LEARNER, ws).await? {
+            if key < 0 {
+                let persons = bytes
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect();
+                members.insert(-key, persons);
+            } else if let Some(p) =
+                std::str::from_utf8(&bytes).ok().and_then(|t| PolicyState::from_json(t).ok())
+            {
+                policies.insert(key, p);
             }
         }
         let mut state = WsState {
@@ -499,6 +515,9 @@ impl DecisionService {
             match CampaignSpec::parse(&r.definition).and_then(|s| s.compile(r.version)) {
                 Ok(c) => {
                     state.engine.put_campaign(c, policies.remove(&r.num));
+                    if let Some(persons) = members.remove(&r.num) {
+                        state.engine.set_members(&r.id, persons);
+                    }
                     state.versions.insert(r.id.clone(), (r.version, r.num));
                 }
                 Err(e) => {

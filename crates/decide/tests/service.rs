@@ -238,4 +238,10 @@ async fn triggers_once(store: Arc<dyn Store>) {
     let service = DecisionService::new(store.clone(), None, None);
     service.tick(&ws).await.unwrap();
     assert_eq!(all().await, expected, "replayed triggers decide nobody twice");
+
+    // Segment membership survives a restart: cyd, still a pro, is not entering again.
+    store.append(vec![track(&ws, "m7", "Page Viewed", "cyd", now + 6, "{}")], Millis(0)).await.unwrap();
+    let service = DecisionService::new(store.clone(), None, None);
+    service.tick(&ws).await.unwrap();
+    assert_eq!(all().await, expected, "no second entry after a restart");
 }
