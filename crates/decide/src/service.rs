@@ -48,13 +48,26 @@ pub struct DecideRequest<'a> {
 struct WsState {
     engine: Engine,
     /// Campaign id → (stored version, number).
-    versions: HashMap<String, (i64, i64)>,
+    versions: HashMap<String, Stored>,
     rules_text: Option<String>,
     checkpoint: i64,
     /// User id → person and merged traits, as last read from the store; an event of the user
     /// (identify, alias, anything) drops the entry, so the next decision reads them again.
     users: HashMap<String, KnownUser>,
 }
+
+/// What the service keeps of a stored campaign version.
+struct Stored {
+    version: i64,
+    /// Stable number: the key of its rows.
+    num: i64,
+    /// When this version was stored: triggers fire only for events that arrive after it.
+    since: i64,
+}
+
+/// Events older than this before a campaign was stored never trigger it, even when they arrive
+/// later (an import of history must not message anyone).
+const TRIGGER_LOOKBACK_MS: i64 = 86_400_000;
 
 /// A user as the store knows them: person, whether the store has them, merged traits.
 type KnownUser = (PersonId, bool, Arc<Map<String, Value>>);
@@ -216,29 +229,37 @@ impl DecisionService {
         ws: &WorkspaceId,
         slot: &Arc<Mutex<WsState>>,
         fired: Vec<Fired>,
-        checks: Vec<(String, String)>,
+        checks: Vec<Check>,
         now: i64,
     ) -> Result<usize, ServiceError> {
         // Per user: the campaigns fired, and the last event that may have changed their state.
-        let mut by_user: HashMap<String, (Vec<Fired>, Option<String>)> = HashMap::new();
+        let mut by_user: HashMap<String, (Vec<Fired>, Option<Check>)> = HashMap::new();
         for f in fired {
             by_user.entry(f.user_id.clone()).or_default().0.push(f);
         }
-        for (user_id, cause) in checks {
-            by_user.entry(user_id).or_default().1 = Some(cause);
+        for c in checks {
+            let user = c.user_id.clone();
+            by_user.entry(user).or_default().1 = Some(c);
         }
         let mut made = Vec::new();
         for (user_id, (mut fired, check)) in by_user {
             let subject = self.subject(ws, slot, &user_id, now).await?;
             let mut state = slot.lock().expect("lock");
             let user = subject.context(None);
-            if let Some(cause) = check {
+            if let Some(check) = check {
                 let mut entered = Vec::new();
+                // Membership follows every event, history included; only entries caused by
+                // events after the campaign was applied decide anything.
                 state.engine.triggered_by_state(&user, &mut entered);
+                entered.retain(|i| {
+                    state.versions.get(state.engine.campaign_id(*i)).is_some_and(|v| {
+                        check.received_at >= v.since && check.timestamp >= v.since - TRIGGER_LOOKBACK_MS
+                    })
+                });
                 fired.extend(entered.into_iter().map(|i| Fired {
                     user_id: user_id.clone(),
                     campaign: i,
-                    cause: cause.clone(),
+                    cause: check.cause.clone(),
                 }));
             }
             by_user_decide(&mut state, &user, &user_id, fired, now, &mut made);
@@ -351,7 +372,7 @@ impl DecisionService {
         let events = store.events_after(ws, after, PAGE).await?;
         let mut outcomes: Vec<Outcome> = Vec::new();
         let mut fired: Vec<Fired> = Vec::new();
-        let mut checks: Vec<(String, String)> = Vec::new();
+        let mut checks: Vec<Check> = Vec::new();
         {
             let mut state = slot.lock().expect("lock");
             let state_triggers = state.engine.has_state_triggers();
@@ -374,6 +395,15 @@ impl DecisionService {
                 let Some(user_id) = &e.event.user_id else { continue };
                 hits.clear();
                 state.engine.triggered_by_event(name, props.as_ref(), &mut hits);
+                // Campaigns act on what happens after they are applied, not on the history a
+                // first start (or an import) replays.
+                let fresh = |i: &usize| {
+                    state.versions.get(state.engine.campaign_id(*i)).is_some_and(|v| {
+                        e.event.received_at.0 >= v.since
+                            && e.event.timestamp.0 >= v.since - TRIGGER_LOOKBACK_MS
+                    })
+                };
+                hits.retain(fresh);
                 let cause = &e.event.message_id;
                 fired.extend(hits.iter().map(|&campaign| Fired {
                     user_id: user_id.clone(),
@@ -381,7 +411,12 @@ impl DecisionService {
                     cause: cause.clone(),
                 }));
                 if state_triggers {
-                    checks.push((user_id.clone(), cause.clone()));
+                    checks.push(Check {
+                        user_id: user_id.clone(),
+                        cause: cause.clone(),
+                        received_at: e.event.received_at.0,
+                        timestamp: e.event.timestamp.0,
+                    });
                 }
             }
         }
@@ -402,11 +437,13 @@ impl DecisionService {
             // number negated.
             let mut upserts: Vec<(i64, Vec<u8>)> = dirty
                 .into_iter()
-                .filter_map(|(id, policy)| Some((state.versions.get(&id)?.1, policy.to_json().into_bytes())))
+                .filter_map(|(id, policy)| {
+                    Some((state.versions.get(&id)?.num, policy.to_json().into_bytes()))
+                })
                 .collect();
             upserts.extend(members.into_iter().filter_map(|(id, persons)| {
                 let bytes = persons.iter().flat_map(|p| p.to_le_bytes()).collect();
-                Some((-state.versions.get(&id)?.1, bytes))
+                Some((-state.versions.get(&id)?.num, bytes))
             }));
             let commit = LearnerCommit {
                 consumer: ConsumerCommit {
@@ -433,13 +470,16 @@ impl DecisionService {
         let records = self.inner.store.campaigns(ws).await?;
         let mut state = slot.lock().expect("lock");
         for r in records {
-            if state.versions.get(&r.id).is_some_and(|(v, _)| *v == r.version) {
+            if state.versions.get(&r.id).is_some_and(|v| v.version == r.version) {
                 continue;
             }
             match CampaignSpec::parse(&r.definition).and_then(|s| s.compile(r.version)) {
                 Ok(c) => {
                     state.engine.put_campaign(c, None);
-                    state.versions.insert(r.id.clone(), (r.version, r.num));
+                    state.versions.insert(
+                        r.id.clone(),
+                        Stored { version: r.version, num: r.num, since: r.created_at.0 },
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(workspace = %ws, campaign = %r.id, error = %e, "stored campaign does not compile")
@@ -518,7 +558,10 @@ impl DecisionService {
                     if let Some(persons) = members.remove(&r.num) {
                         state.engine.set_members(&r.id, persons);
                     }
-                    state.versions.insert(r.id.clone(), (r.version, r.num));
+                    state.versions.insert(
+                        r.id.clone(),
+                        Stored { version: r.version, num: r.num, since: r.created_at.0 },
+                    );
                 }
                 Err(e) => {
                     tracing::warn!(workspace = %ws, campaign = %r.id, error = %e, "stored campaign does not compile")
@@ -557,6 +600,14 @@ struct Fired {
     campaign: usize,
     /// The triggering event's message id (or the schedule's tick).
     cause: String,
+}
+
+/// A user whose state may have changed with an event, for segment and churn triggers.
+struct Check {
+    user_id: String,
+    cause: String,
+    received_at: i64,
+    timestamp: i64,
 }
 
 /// A user as the engine sees them, owned (see [`Subject::context`]).

@@ -207,6 +207,12 @@ async fn triggers_once(store: Arc<dyn Store>) {
         track(&ws, "m3", "Lifecycle Stage Changed", "bob", now + 2, r#"{"from":"engaged","to":"at-risk"}"#),
         track(&ws, "m4", "Lifecycle Stage Changed", "bob", now + 3, r#"{"from":"engaged","to":"dormant"}"#),
     ];
+    // History does not trigger: an event received before the campaigns were applied, and an
+    // imported one (received now, but from a month ago).
+    log.push(track(&ws, "h1", "Signed Up", "old", now - 60_000, "{}"));
+    let mut imported = track(&ws, "h2", "Signed Up", "imported", now - 30 * 86_400_000, "{}");
+    imported.received_at = Millis(now);
+    log.push(imported);
     let mut pro = event(&ws, "m5", EventType::Identify, None, "cyd", now + 4);
     pro.raw = r#"{"type":"identify","userId":"cyd","traits":{"plan":"pro"}}"#.into();
     log.push(pro);
