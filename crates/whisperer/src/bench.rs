@@ -262,6 +262,10 @@ pub async fn decide(args: BenchDecideArgs) -> anyhow::Result<()> {
             latencies.extend(w.await?);
         }
         let elapsed = started.elapsed().as_secs_f64();
+        // The server's own view (its latency histogram), apart from the load generator's, which
+        // shares the machine.
+        let metrics = http.get(format!("{url}/metrics")).send().await?.text().await?;
+        let server_p99 = histogram_quantile(&metrics, "/v1/decide", 0.99);
         drop(server);
         latencies.sort_unstable();
         let pct = |q: f64| {
@@ -271,11 +275,12 @@ pub async fn decide(args: BenchDecideArgs) -> anyhow::Result<()> {
         };
         let rate = latencies.len() as f64 / elapsed;
         println!(
-            "run {run}: {rate:>7.0} decisions/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  errors {}",
+            "run {run}: {rate:>7.0} decisions/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>7.2} ms  errors {}  (server-side p99 <= {})",
             pct(0.5),
             pct(0.99),
             pct(1.0),
-            errors.load(std::sync::atomic::Ordering::Relaxed)
+            errors.load(std::sync::atomic::Ordering::Relaxed),
+            server_p99.map_or("?".to_owned(), |s| format!("{:.2} ms", s * 1000.0)),
         );
         p50s.push(pct(0.5));
         p99s.push(pct(0.99));
@@ -296,4 +301,23 @@ pub async fn decide(args: BenchDecideArgs) -> anyhow::Result<()> {
         args.concurrency
     );
     Ok(())
+}
+
+/// The upper bound of the histogram bucket holding quantile `q` of a route's request durations,
+/// from the server's OpenMetrics text.
+fn histogram_quantile(metrics: &str, route: &str, q: f64) -> Option<f64> {
+    let prefix = "whisperer_http_request_duration_seconds_bucket{";
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix) && l.contains(&format!("route=\"{route}\"")))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    buckets.into_iter().find(|(_, c)| *c >= q * total).map(|(le, _)| le)
 }
