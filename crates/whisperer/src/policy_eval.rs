@@ -3,8 +3,9 @@
 //!
 //! The reward model the doubly-robust estimator and the `greedy` policy need is a ridge
 //! regression of the goal on the logged context, one per arm (an intercept only for campaigns
-//! without context). It is fitted on the same decisions it corrects, which biases DR a little
-//! towards the model; IPS and SNIPS do not depend on it.
+//! without context). It is cross-fitted: the decisions are split in two (alternately, in
+//! decision order) and each half is scored by the model fitted on the other, so neither the
+//! estimate nor the greedy choice rests on a model that has seen the outcome it scores.
 
 use anyhow::bail;
 use serde_json::{Value, json};
@@ -96,12 +97,17 @@ pub async fn evaluate(
     }
     let dim = rounds[0].context.len();
     rounds.retain(|r| r.context.len() == dim);
-    let models = fit(&rounds, arms.len(), dim);
-    let q = |x: &[f64], a: usize| linalg::dot(&models[a], x).clamp(0.0, 1.0);
+    let halves: [Vec<&Round>; 2] =
+        [0, 1].map(|h| rounds.iter().enumerate().filter(|(i, _)| i % 2 == h).map(|(_, r)| r).collect());
+    // models[h] is fitted on half h and scores the other half.
+    let models = [fit(&halves[0], arms.len(), dim), fit(&halves[1], arms.len(), dim)];
     let k = arms.len();
     let logged: Vec<Logged> = rounds
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
+            let model = &models[1 - i % 2];
+            let q = |x: &[f64], a: usize| linalg::dot(&model[a], x).clamp(0.0, 1.0);
             let probs: Vec<f64> = match &candidate {
                 Candidate::Uniform => vec![1.0 / k as f64; k],
                 Candidate::Arm(a) => (0..k).map(|i| f64::from(u8::from(i == *a))).collect(),
@@ -141,7 +147,7 @@ pub async fn evaluate(
 }
 
 /// Per-arm ridge regressions of the reward on the context.
-fn fit(rounds: &[Round], arms: usize, dim: usize) -> Vec<Vec<f64>> {
+fn fit(rounds: &[&Round], arms: usize, dim: usize) -> Vec<Vec<f64>> {
     (0..arms)
         .map(|a| {
             let mut m = vec![0.0; dim * dim];
