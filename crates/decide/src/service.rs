@@ -47,7 +47,7 @@ pub struct DecideRequest<'a> {
 
 struct WsState {
     engine: Engine,
-    /// Campaign id → (stored version, number).
+    /// Campaign id → what is known of its stored version.
     versions: HashMap<String, Stored>,
     rules_text: Option<String>,
     checkpoint: i64,
