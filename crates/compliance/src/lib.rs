@@ -145,6 +145,25 @@ impl Out {
 }
 
 /// Check `message` against `rules`; `Err` lists every violation found.
+///
+/// ```
+/// use whisperer_compliance::{check, Channel, ComplianceRules, MessageKind, OutgoingMessage, Recipient};
+///
+/// let rules: ComplianceRules = serde_json::from_str(r#"{"banned_words": ["guaranteed"]}"#).unwrap();
+/// let msg = OutgoingMessage {
+///     channel: Channel::Sms,
+///     kind: MessageKind::Transactional,
+///     subject: None,
+///     body: "Hi {{ name }}, returns are guaranteed.",
+///     html: None,
+///     recipient: Recipient { email: None, phone: Some("+447700900123"), name: Some("Ann") },
+///     others: &[],
+///     unsubscribe_url: None,
+/// };
+/// let v = check(&rules, &msg).unwrap_err();
+/// assert_eq!(v.to_string(), "banned_word (body): banned word \"guaranteed\": \"guaranteed\"\n\
+///     unrendered_template (body): unrendered template syntax \"{{\": \"{{ name }}\"");
+/// ```
 pub fn check(rules: &ComplianceRules, message: &OutgoingMessage) -> Result<(), Violations> {
     let mut out = Out(Vec::new());
     let html_visible = message.html.map(html_text);
@@ -429,7 +448,11 @@ fn check_personal_data(
                 (!is_own_phone(o)).then(|| Other::Phone(o.to_string()))
             } else {
                 let toks = fold_tokens(o);
-                let own = own_name.as_ref().is_some_and(|n| *n == toks);
+                // A name that is (part of) the recipient's own, e.g. a shared first
+                // name, cannot be told apart from the recipient's and is not flagged.
+                let own = own_name
+                    .as_ref()
+                    .is_some_and(|n| !toks.is_empty() && n.windows(toks.len()).any(|w| w == toks.as_slice()));
                 (!toks.is_empty() && !own).then_some(Other::Name(toks))
             }
         })

@@ -353,3 +353,24 @@ fn long_excerpts_are_capped() {
     let v = check(&r, &msg(Channel::Webhook, &body)).unwrap_err();
     assert_eq!(v.0[0].offending.chars().count(), 40);
 }
+
+#[test]
+fn others_sharing_the_recipients_name_are_not_flagged() {
+    let r = ComplianceRules::default();
+    let others = ["Alice", "Martin", "Alice Smith", "+44 7700 900123", "ALICE@EXAMPLE.COM"];
+    let mut m = msg(Channel::InApp, "Alice Martin: Alice, Martin. Also Alice Smith.");
+    m.others = &others;
+    assert_eq!(rules_of(&r, &m), vec![(rule::FOREIGN_PERSONAL_DATA, field::BODY, "Alice Smith".to_string())]);
+}
+
+#[test]
+fn violation_display_format() {
+    let v = Violation {
+        rule: rule::BANNED_WORD,
+        field: field::SUBJECT,
+        offending: "say \"hi\"".into(),
+        detail: "banned word \"hi\"".into(),
+    };
+    assert_eq!(v.to_string(), r#"banned_word (subject): banned word "hi": "say \"hi\"""#);
+    assert_eq!(Violations(vec![v.clone(), v]).to_string().lines().count(), 2);
+}
