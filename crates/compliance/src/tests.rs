@@ -1,3 +1,5 @@
+//! Tests of every compliance rule through `check`, and of the SMS segment arithmetic.
+
 use super::*;
 
 const UNSUB: &str = "https://acme.test/u?t=abc&r=1";

@@ -1,3 +1,6 @@
+//! Templates through the public API: compile and save-time errors with positions, strict
+//! rendering, locale fallback, escaping and the message filters.
+
 use serde_json::json;
 use whisperer_templates::*;
 
