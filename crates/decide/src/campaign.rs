@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::audience::{self, Audience};
 use crate::context::ContextSpec;
 use crate::policy::PolicyConfig;
-use crate::spec::{FieldError, Obj, Problems, SpecErrors, duration_ms, parse_document};
+use crate::spec::{Obj, Problems, SpecErrors, duration_ms, parse_document};
 
 pub use whisperer_core::Channel;
 
@@ -642,9 +642,4 @@ fn read_policy(v: &Value, arms: Option<usize>, p: &mut Problems) -> Option<Polic
     };
     o.finish(p);
     Some(config)
-}
-
-/// A field error list with one entry.
-pub fn field_error(field: &str, message: impl Into<String>) -> SpecErrors {
-    SpecErrors(vec![FieldError { field: field.into(), message: message.into() }])
 }

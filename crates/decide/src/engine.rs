@@ -224,10 +224,6 @@ impl Engine {
         }
     }
 
-    pub fn rules(&self) -> &FatigueRules {
-        &self.rules
-    }
-
     pub fn set_rules(&mut self, rules: FatigueRules) {
         self.rules = rules;
     }
@@ -272,10 +268,6 @@ impl Engine {
 
     pub fn campaign(&self, id: &str) -> Option<&Arc<Campaign>> {
         self.by_id.get(id).map(|i| &self.live[*i].campaign)
-    }
-
-    pub fn campaigns(&self) -> impl Iterator<Item = &Arc<Campaign>> {
-        self.live.iter().map(|l| &l.campaign)
     }
 
     pub fn policy(&self, id: &str) -> Option<&PolicyState> {

@@ -81,8 +81,6 @@ pub struct PolicyState {
     pub config: PolicyConfig,
     /// Snapshot number; a decision records the one it used.
     pub version: u64,
-    /// Outcomes learned from (a correction counts again).
-    pub updates: u64,
     pub arms: Vec<ArmCounts>,
     /// Contextual policies only.
     pub linear: Vec<LinearArm>,
@@ -157,7 +155,6 @@ impl PolicyState {
         let mut state = PolicyState {
             config,
             version: 0,
-            updates: 0,
             arms: vec![ArmCounts::default(); arms],
             linear,
             dim,
@@ -329,7 +326,6 @@ impl PolicyState {
                 lin.b[i] += reward * x[i];
             }
         }
-        self.updates += 1;
         Ok(())
     }
 
@@ -345,7 +341,6 @@ impl PolicyState {
                 *b += (to - from) * xi;
             }
         }
-        self.updates += 1;
         Ok(())
     }
 

@@ -594,7 +594,7 @@ impl DecisionService {
 }
 
 /// A campaign a trigger fired for a user, and the event that fired it.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Fired {
     user_id: String,
     campaign: usize,

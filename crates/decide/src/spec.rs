@@ -57,7 +57,7 @@ pub struct Obj<'a> {
     asked: Vec<&'static str>,
 }
 
-pub fn join(path: &str, key: &str) -> String {
+fn join(path: &str, key: &str) -> String {
     if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
