@@ -28,8 +28,8 @@ use whisperer_core::tracking_plan::TrackingPlan;
 use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
 use whisperer_store::{
     CampaignRecord, ConsumerCommit, ConsumerState, DecisionQuery, DecisionRecord, EventCount, EventCursor,
-    KeyRecord, LearnerCommit, ModelVersion, NewKey, OutcomeKind, Person, PersonMerge, Result, Store,
-    StoreError, WorkspaceStats,
+    KeyRecord, LearnerCommit, ModelVersion, NewKey, OutcomeKind, OutcomeUpdate, Person, PersonMerge, Result,
+    Store, StoreError, WorkspaceStats,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -185,6 +185,50 @@ async fn commit_consumer_tx(
         .map_err(db_err)?;
     }
     Ok(Ok(()))
+}
+
+/// Writes outcomes on decisions inside `tx`: a conversion overrides a failure, a failure only
+/// lands on an open decision, message events keep their first time.
+async fn apply_outcomes(
+    tx: &deadpool_postgres::Transaction<'_>,
+    workspace: &WorkspaceId,
+    outcomes: &[OutcomeUpdate],
+) -> Result<()> {
+    let ws = workspace.as_str();
+    for o in outcomes {
+        // Only a conversion carries a value; the others set a time once.
+        let (sql, with_value) = match o.kind {
+            OutcomeKind::Converted => (
+                "UPDATE decisions SET outcome = 'converted', outcome_at = $3, value = $4
+                 WHERE workspace_id = $1 AND id = $2 AND (outcome IS NULL OR outcome = 'failed')",
+                true,
+            ),
+            OutcomeKind::Failed => (
+                "UPDATE decisions SET outcome = 'failed', outcome_at = $3
+                 WHERE workspace_id = $1 AND id = $2 AND outcome IS NULL",
+                false,
+            ),
+            OutcomeKind::Delivered => (
+                "UPDATE decisions SET delivered_at = $3 WHERE workspace_id = $1 AND id = $2 AND delivered_at IS NULL",
+                false,
+            ),
+            OutcomeKind::Opened => (
+                "UPDATE decisions SET opened_at = $3 WHERE workspace_id = $1 AND id = $2 AND opened_at IS NULL",
+                false,
+            ),
+            OutcomeKind::Clicked => (
+                "UPDATE decisions SET clicked_at = $3 WHERE workspace_id = $1 AND id = $2 AND clicked_at IS NULL",
+                false,
+            ),
+        };
+        let stmt = tx.prepare_cached(sql).await.map_err(db_err)?;
+        if with_value {
+            tx.execute(&stmt, &[&ws, &o.decision, &o.at.0, &o.value]).await.map_err(db_err)?;
+        } else {
+            tx.execute(&stmt, &[&ws, &o.decision, &o.at.0]).await.map_err(db_err)?;
+        }
+    }
+    Ok(())
 }
 
 fn consumer_conflict(consumer: &str, workspace: &WorkspaceId, stored: i64, expected: i64) -> StoreError {
@@ -538,15 +582,8 @@ impl Store for PgStore {
         workspace: &WorkspaceId,
         commit: ConsumerCommit,
     ) -> Result<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_err)?;
-        if let Err(stored) = commit_consumer_tx(&tx, consumer, workspace, &commit).await? {
-            // Roll back now: a dropped transaction is only rolled back when the pooled
-            // connection is next used, and holds the row lock until then.
-            tx.rollback().await.map_err(db_err)?;
-            return Err(consumer_conflict(consumer, workspace, stored, commit.expected));
-        }
-        tx.commit().await.map_err(db_err)
+        self.commit_learning(consumer, workspace, LearnerCommit { consumer: commit, outcomes: Vec::new() })
+            .await
     }
 
     async fn put_campaign(
@@ -755,42 +792,29 @@ impl Store for PgStore {
             .collect()
     }
 
+    async fn record_outcomes(&self, workspace: &WorkspaceId, outcomes: &[OutcomeUpdate]) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        apply_outcomes(&tx, workspace, outcomes).await?;
+        tx.commit().await.map_err(db_err)
+    }
+
     async fn commit_learning(
         &self,
         consumer: &str,
         workspace: &WorkspaceId,
         commit: LearnerCommit,
     ) -> Result<()> {
-        let ws = workspace.as_str();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
         if let Err(stored) = commit_consumer_tx(&tx, consumer, workspace, &commit.consumer).await? {
             tx.rollback().await.map_err(db_err)?;
             return Err(consumer_conflict(consumer, workspace, stored, commit.consumer.expected));
         }
-        for o in &commit.outcomes {
-            let sql = match o.kind {
-                OutcomeKind::Converted => {
-                    "UPDATE decisions SET outcome = 'converted', outcome_at = $3, value = $4
-                     WHERE workspace_id = $1 AND id = $2 AND (outcome IS NULL OR outcome = 'failed')"
-                }
-                OutcomeKind::Failed => {
-                    "UPDATE decisions SET outcome = 'failed', outcome_at = $3
-                     WHERE workspace_id = $1 AND id = $2 AND outcome IS NULL AND $4::float8 IS NULL"
-                }
-                OutcomeKind::Delivered => {
-                    "UPDATE decisions SET delivered_at = $3 WHERE workspace_id = $1 AND id = $2 AND delivered_at IS NULL AND $4::float8 IS NULL"
-                }
-                OutcomeKind::Opened => {
-                    "UPDATE decisions SET opened_at = $3 WHERE workspace_id = $1 AND id = $2 AND opened_at IS NULL AND $4::float8 IS NULL"
-                }
-                OutcomeKind::Clicked => {
-                    "UPDATE decisions SET clicked_at = $3 WHERE workspace_id = $1 AND id = $2 AND clicked_at IS NULL AND $4::float8 IS NULL"
-                }
-            };
-            let stmt = tx.prepare_cached(sql).await.map_err(db_err)?;
-            tx.execute(&stmt, &[&ws, &o.decision, &o.at.0, &o.value]).await.map_err(db_err)?;
-        }
+        apply_outcomes(&tx, workspace, &commit.outcomes).await?;
         tx.commit().await.map_err(db_err)
     }
 

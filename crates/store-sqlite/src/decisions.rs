@@ -197,26 +197,37 @@ pub fn apply_outcomes(
     outcomes: &[OutcomeUpdate],
 ) -> rusqlite::Result<()> {
     for o in outcomes {
-        let sql = match o.kind {
-            OutcomeKind::Converted => {
+        // Only a conversion carries a value; the others set a time once.
+        let (sql, with_value) = match o.kind {
+            OutcomeKind::Converted => (
                 "UPDATE decisions SET outcome = 'converted', outcome_at = ?3, value = ?4
-                 WHERE workspace_id = ?1 AND id = ?2 AND (outcome IS NULL OR outcome = 'failed')"
-            }
-            OutcomeKind::Failed => {
+                 WHERE workspace_id = ?1 AND id = ?2 AND (outcome IS NULL OR outcome = 'failed')",
+                true,
+            ),
+            OutcomeKind::Failed => (
                 "UPDATE decisions SET outcome = 'failed', outcome_at = ?3
-                 WHERE workspace_id = ?1 AND id = ?2 AND outcome IS NULL AND ?4 IS NULL"
-            }
-            OutcomeKind::Delivered => {
-                "UPDATE decisions SET delivered_at = ?3 WHERE workspace_id = ?1 AND id = ?2 AND delivered_at IS NULL AND ?4 IS NULL"
-            }
-            OutcomeKind::Opened => {
-                "UPDATE decisions SET opened_at = ?3 WHERE workspace_id = ?1 AND id = ?2 AND opened_at IS NULL AND ?4 IS NULL"
-            }
-            OutcomeKind::Clicked => {
-                "UPDATE decisions SET clicked_at = ?3 WHERE workspace_id = ?1 AND id = ?2 AND clicked_at IS NULL AND ?4 IS NULL"
-            }
+                 WHERE workspace_id = ?1 AND id = ?2 AND outcome IS NULL",
+                false,
+            ),
+            OutcomeKind::Delivered => (
+                "UPDATE decisions SET delivered_at = ?3 WHERE workspace_id = ?1 AND id = ?2 AND delivered_at IS NULL",
+                false,
+            ),
+            OutcomeKind::Opened => (
+                "UPDATE decisions SET opened_at = ?3 WHERE workspace_id = ?1 AND id = ?2 AND opened_at IS NULL",
+                false,
+            ),
+            OutcomeKind::Clicked => (
+                "UPDATE decisions SET clicked_at = ?3 WHERE workspace_id = ?1 AND id = ?2 AND clicked_at IS NULL",
+                false,
+            ),
         };
-        tx.prepare_cached(sql)?.execute(params![ws.as_str(), o.decision, o.at.0, o.value])?;
+        let mut stmt = tx.prepare_cached(sql)?;
+        if with_value {
+            stmt.execute(params![ws.as_str(), o.decision, o.at.0, o.value])?;
+        } else {
+            stmt.execute(params![ws.as_str(), o.decision, o.at.0])?;
+        }
     }
     Ok(())
 }

@@ -29,8 +29,8 @@ use whisperer_core::tracking_plan::TrackingPlan;
 use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
 use whisperer_store::{
     CampaignRecord, ConsumerCommit, ConsumerState, DecisionQuery, DecisionRecord, EventCount, EventCursor,
-    KeyRecord, LearnerCommit, ModelVersion, NewKey, Person, PersonMerge, Result, Store, StoreError,
-    WorkspaceStats,
+    KeyRecord, LearnerCommit, ModelVersion, NewKey, OutcomeUpdate, Person, PersonMerge, Result, Store,
+    StoreError, WorkspaceStats,
 };
 
 /// File name of the database inside the data directory.
@@ -835,19 +835,8 @@ impl Store for SqliteStore {
         workspace: &WorkspaceId,
         commit: ConsumerCommit,
     ) -> Result<()> {
-        let (name, ws) = (consumer.to_owned(), workspace.clone());
-        let expected = commit.expected;
-        let outcome = self
-            .write(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if let Err(stored) = commit_consumer_tx(&tx, &name, &ws, &commit)? {
-                    return Ok(Err(stored));
-                }
-                tx.commit()?;
-                Ok(Ok(()))
-            })
-            .await?;
-        outcome.map_err(|stored| consumer_conflict(consumer, workspace, stored, expected))
+        self.commit_learning(consumer, workspace, LearnerCommit { consumer: commit, outcomes: Vec::new() })
+            .await
     }
 
     async fn put_campaign(
@@ -898,6 +887,19 @@ impl Store for SqliteStore {
     async fn decisions(&self, workspace: &WorkspaceId, query: &DecisionQuery) -> Result<Vec<DecisionRecord>> {
         let (ws, query) = (workspace.clone(), query.clone());
         self.read(move |c| decisions::decisions(c, &ws, &query).map_err(map_err)).await
+    }
+
+    async fn record_outcomes(&self, workspace: &WorkspaceId, outcomes: &[OutcomeUpdate]) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let (ws, outcomes) = (workspace.clone(), outcomes.to_vec());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            decisions::apply_outcomes(&tx, &ws, &outcomes)?;
+            tx.commit()
+        })
+        .await
     }
 
     async fn commit_learning(

@@ -696,4 +696,14 @@ pub async fn decisions_and_outcomes(store: &impl Store) {
     store.commit_learning("decisions", &ws, late).await.unwrap();
     let d2 = by_id(&store.decisions(&ws, &q(|_| {})).await.unwrap(), "d2");
     assert_eq!((d2.outcome.as_deref(), d2.outcome_at), (Some("converted"), Some(Millis(T0 + 900))));
+    // Outside any consumer (a simulation's run), the same rules apply; the checkpoint stays.
+    let outside =
+        [outcome("d3", OutcomeKind::Clicked, 40, None), outcome("d3", OutcomeKind::Failed, 1_003, None)];
+    store.record_outcomes(&ws, &outside).await.unwrap();
+    let d3 = by_id(&store.decisions(&ws, &q(|_| {})).await.unwrap(), "d3");
+    assert_eq!((d3.clicked_at, d3.outcome.as_deref()), (Some(Millis(T0 + 40)), Some("failed")));
+    assert_eq!(store.consumer_state("decisions", &ws).await.unwrap().unwrap().checkpoint, 9);
+    store.record_outcomes(&other, &[outcome("d3", OutcomeKind::Opened, 50, None)]).await.unwrap();
+    let d3 = by_id(&store.decisions(&ws, &q(|_| {})).await.unwrap(), "d3");
+    assert_eq!(d3.opened_at, None, "outcomes belong to their workspace");
 }

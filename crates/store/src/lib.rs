@@ -369,6 +369,8 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_decisions(&self, workspace: &WorkspaceId, decisions: &[DecisionRecord]) -> Result<()>;
     /// Decisions matching a query, newest first.
     async fn decisions(&self, workspace: &WorkspaceId, query: &DecisionQuery) -> Result<Vec<DecisionRecord>>;
+    /// Records outcomes on decisions outside any consumer (e.g. a simulation's whole run).
+    async fn record_outcomes(&self, workspace: &WorkspaceId, outcomes: &[OutcomeUpdate]) -> Result<()>;
     /// Commits the decision learner's outcomes with its checkpoint and policy states, atomically
     /// (`Conflict` as for [`Store::commit_consumer`]).
     async fn commit_learning(
