@@ -17,7 +17,7 @@ use whisperer_decide::{
 };
 use whisperer_profiles::{Engagement, ProfileTable, Tracker};
 use whisperer_sim::{Angle, DeliveryStatus, Intervention, Message, SimConfig, Simulation, user_id_of};
-use whisperer_store::DecisionRecord;
+use whisperer_store::{DecisionRecord, OutcomeUpdate};
 
 /// Decisions are taken at the end of each step of simulated time.
 const STEP_MS: i64 = 15 * 60_000;
@@ -57,9 +57,12 @@ pub struct LoopReport {
     pub opened: u64,
     pub clicked: u64,
     pub unsubscribed: u64,
-    /// Every decision with what came of it, for storing (when asked for).
+    /// Every decision as the audit trail stores it (when asked for).
     #[serde(skip)]
     pub records: Vec<DecisionRecord>,
+    /// What came of them, in the order it happened (stored after the decisions).
+    #[serde(skip)]
+    pub outcomes: Vec<OutcomeUpdate>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -168,8 +171,8 @@ pub fn run(
         clicked: 0,
         unsubscribed: 0,
         records: Vec::new(),
+        outcomes: Vec::new(),
     };
-    let mut record_index: HashMap<String, usize> = HashMap::new();
     let mut tracker = Tracker::default();
     let mut profiles = ProfileTable::default();
     let mut traits: HashMap<i64, Map<String, Value>> = HashMap::new();
@@ -297,7 +300,6 @@ pub fn run(
             let decided = decide_round(&mut engine, &wanted, &user, &user_id, t, &mut next_id, &mut rng);
             for d in decided {
                 if keep_records {
-                    record_index.insert(d.id.clone(), report.records.len());
                     report.records.push(whisperer_decide::record::to_record(&d));
                 }
                 report.decisions += 1;
@@ -366,11 +368,7 @@ pub fn run(
         }
         engine.expire(t, &mut outcomes);
         if keep_records {
-            for o in &outcomes {
-                if let Some(&i) = record_index.get(&o.decision) {
-                    apply_outcome(&mut report.records[i], o);
-                }
-            }
+            report.outcomes.extend(outcomes.iter().map(whisperer_decide::record::to_update));
         }
         settle(&mut outcomes, &mut groups, &mut report);
         if t - last_refresh >= REFRESH_MS {
@@ -549,24 +547,4 @@ pub fn summary(r: &LoopReport, elapsed: std::time::Duration) -> String {
         out += &format!(" {}:{} {}/{}", a.campaign, a.arm, a.chosen, a.oracle_best);
     }
     out
-}
-
-/// What the store does with an outcome, on a record in memory.
-fn apply_outcome(r: &mut DecisionRecord, o: &whisperer_decide::Outcome) {
-    let at = Some(Millis(o.at));
-    match o.kind {
-        OutcomeKind::Converted if r.outcome.as_deref() != Some("converted") => {
-            r.outcome = Some("converted".into());
-            r.outcome_at = at;
-            r.value = o.value;
-        }
-        OutcomeKind::Failed if r.outcome.is_none() => {
-            r.outcome = Some("failed".into());
-            r.outcome_at = at;
-        }
-        OutcomeKind::Delivered if r.delivered_at.is_none() => r.delivered_at = at,
-        OutcomeKind::Opened if r.opened_at.is_none() => r.opened_at = at,
-        OutcomeKind::Clicked if r.clicked_at.is_none() => r.clicked_at = at,
-        _ => {}
-    }
 }

@@ -167,6 +167,9 @@ async fn run_campaigns(config: SimConfig, args: &SimulateArgs) -> anyhow::Result
         for chunk in report.records.chunks(5_000) {
             db.insert_decisions(ws, chunk).await?;
         }
+        for chunk in report.outcomes.chunks(5_000) {
+            db.record_outcomes(ws, chunk).await?;
+        }
         eprintln!("stored {} decisions in workspace {ws}", report.records.len());
     }
     let json = serde_json::to_string_pretty(&report)?;
