@@ -13,7 +13,7 @@ use whisperer_core::{EventType, Millis, PersonId, WorkspaceId};
 use whisperer_profiles::ProfileEngine;
 use whisperer_store::{ConsumerCommit, DecisionQuery, LearnerCommit, Store, StoreError};
 
-use crate::engine::{DecideError, Decision, Draw, Engine, LATE_GRACE_MS, Outcome};
+use crate::engine::{DecideError, Decision, Draw, Engine, LATE_GRACE_MS, Outcome, fnv1a};
 use crate::fatigue::{FATIGUE_SETTING, FatigueRules};
 use crate::policy::PolicyState;
 use crate::record::{from_record, to_record, to_update};
@@ -670,23 +670,13 @@ fn by_user_decide(
 
 /// `trg_` and a hash of the cause and the campaign: the same trigger, the same decision id.
 fn trigger_id(cause: &str, campaign: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in cause.bytes().chain([0xff]).chain(campaign.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("trg_{h:016x}")
+    format!("trg_{:016x}", fnv1a(cause.bytes().chain([0xff]).chain(campaign.bytes())))
 }
 
 /// A stable stand-in person for a user id the store has never seen (negative, so it never
 /// meets a real one): their holdout, fatigue and outcomes stay together.
 fn unknown_person(user_id: &str) -> PersonId {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in user_id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    -((h >> 1) as i64) - 1
+    -((fnv1a(user_id.bytes()) >> 1) as i64) - 1
 }
 
 /// `dec_` and 24 hex digits: time-ordered, unique without coordination.
