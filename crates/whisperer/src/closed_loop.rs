@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use whisperer_core::{EventType, Millis, WorkspaceId};
@@ -187,7 +188,9 @@ pub fn run(
     let mut fired = Vec::new();
     let mut seq = 0i64;
     let mut next_id = 0u64;
-    let mut rng = whisperer_sim_rng(seed);
+    // Policy draws, seeded apart from the simulator's own streams.
+    let mut draws = rand::rngs::SmallRng::seed_from_u64(seed ^ 0xD1B5_4A32_D192_ED03);
+    let mut rng = move || draws.random::<f64>();
     let (mut last_sweep, mut last_refresh) = (start, start);
     let mut t = start;
     while t < end {
@@ -479,18 +482,6 @@ fn settle(
         let g = if holdout { &mut report.holdout } else { &mut report.treated };
         g.decisions += 1;
         g.converted += u64::from(converted);
-    }
-}
-
-/// Uniform numbers in [0, 1) for policy draws (SplitMix64, seeded apart from the simulator).
-fn whisperer_sim_rng(seed: u64) -> impl FnMut() -> f64 {
-    let mut s = seed ^ 0xD1B5_4A32_D192_ED03;
-    move || {
-        s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = s;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
