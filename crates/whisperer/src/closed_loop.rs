@@ -522,12 +522,14 @@ pub fn summary(r: &LoopReport, elapsed: std::time::Duration) -> String {
         }
         _ => " -> no holdout to measure uplift against\n".to_owned(),
     };
+    let change = if r.regret_random > 0.0 { 100.0 * (r.regret_policy / r.regret_random - 1.0) } else { 0.0 };
     out += &format!(
-        "  regret vs the oracle arm over {} sent decisions: policy {:.2}, uniform random {:.2} ({:.0} % less)\n",
+        "  regret vs the oracle arm over {} sent decisions: policy {:.2}, uniform random {:.2} ({:.0} % {} than random)\n",
         r.scored_decisions,
         r.regret_policy,
         r.regret_random,
-        if r.regret_random > 0.0 { 100.0 * (1.0 - r.regret_policy / r.regret_random) } else { 0.0 }
+        change.abs(),
+        if change <= 0.0 { "less" } else { "more" }
     );
     out += "  regret per decision by quarter (policy / random):";
     for q in &r.regret_by_quarter {
