@@ -137,7 +137,7 @@ impl DecisionService {
         let known_campaign = slot.lock().expect("lock").engine.campaign(req.campaign).is_some();
         if !known_campaign {
             // Applied a moment ago: do not wait for the next reload.
-            self.reload_campaigns(ws, &slot).await?;
+            self.reload_campaigns(ws, &slot, Some(req.campaign)).await?;
         }
         let now = Millis::now().0;
         let subject = self.subject(ws, &slot, req.user_id, now).await?;
@@ -300,7 +300,7 @@ impl DecisionService {
     /// One round for a workspace: campaigns, rules, then the learner until the log is read.
     pub async fn tick(&self, ws: &WorkspaceId) -> Result<(), ServiceError> {
         let slot = self.workspace(ws).await?;
-        self.reload_campaigns(ws, &slot).await?;
+        self.reload_campaigns(ws, &slot, None).await?;
         self.reload_rules(ws, &slot).await?;
         while self.learn_once(ws, &slot, Millis::now().0).await? == PAGE {}
         self.run_schedules(ws, &slot, Millis::now().0).await?;
@@ -462,28 +462,22 @@ impl DecisionService {
         Ok(events.len())
     }
 
+    /// Puts new or changed campaigns into the engine: every one, or only `id` (a decide call
+    /// naming a campaign the engine does not know reads just that row).
     async fn reload_campaigns(
         &self,
         ws: &WorkspaceId,
         slot: &Arc<Mutex<WsState>>,
+        id: Option<&str>,
     ) -> Result<(), ServiceError> {
-        let records = self.inner.store.campaigns(ws).await?;
+        let records = match id {
+            Some(id) => self.inner.store.campaign(ws, id, None).await?.into_iter().collect(),
+            None => self.inner.store.campaigns(ws).await?,
+        };
         let mut state = slot.lock().expect("lock");
         for r in records {
-            if state.versions.get(&r.id).is_some_and(|v| v.version == r.version) {
-                continue;
-            }
-            match CampaignSpec::parse(&r.definition).and_then(|s| s.compile(r.version)) {
-                Ok(c) => {
-                    state.engine.put_campaign(c, None);
-                    state.versions.insert(
-                        r.id.clone(),
-                        Stored { version: r.version, num: r.num, since: r.created_at.0 },
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(workspace = %ws, campaign = %r.id, error = %e, "stored campaign does not compile")
-                }
+            if state.versions.get(&r.id).is_none_or(|v| v.version != r.version) {
+                install(&mut state, ws, &r, None, None);
             }
         }
         Ok(())
@@ -552,21 +546,8 @@ impl DecisionService {
             users: HashMap::new(),
         };
         for r in store.campaigns(ws).await? {
-            match CampaignSpec::parse(&r.definition).and_then(|s| s.compile(r.version)) {
-                Ok(c) => {
-                    state.engine.put_campaign(c, policies.remove(&r.num));
-                    if let Some(persons) = members.remove(&r.num) {
-                        state.engine.set_members(&r.id, persons);
-                    }
-                    state.versions.insert(
-                        r.id.clone(),
-                        Stored { version: r.version, num: r.num, since: r.created_at.0 },
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(workspace = %ws, campaign = %r.id, error = %e, "stored campaign does not compile")
-                }
-            }
+            let (policy, persons) = (policies.remove(&r.num), members.remove(&r.num));
+            install(&mut state, ws, &r, policy, persons);
         }
         let now = Millis::now().0;
         let mut query = DecisionQuery {
@@ -590,6 +571,31 @@ impl DecisionService {
         let slot = Arc::new(Mutex::new(state));
         map.insert(ws.clone(), slot.clone());
         Ok(slot)
+    }
+}
+
+/// Puts a stored campaign version into the engine, with its stored policy state and segment
+/// members when the workspace is being loaded; a version that does not compile is skipped.
+fn install(
+    state: &mut WsState,
+    ws: &WorkspaceId,
+    r: &whisperer_store::CampaignRecord,
+    policy: Option<PolicyState>,
+    members: Option<Vec<i64>>,
+) {
+    match CampaignSpec::parse(&r.definition).and_then(|s| s.compile(r.version)) {
+        Ok(c) => {
+            state.engine.put_campaign(c, policy);
+            if let Some(persons) = members {
+                state.engine.set_members(&r.id, persons);
+            }
+            state
+                .versions
+                .insert(r.id.clone(), Stored { version: r.version, num: r.num, since: r.created_at.0 });
+        }
+        Err(e) => {
+            tracing::warn!(workspace = %ws, campaign = %r.id, error = %e, "stored campaign does not compile")
+        }
     }
 }
 
