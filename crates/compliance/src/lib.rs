@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::Serialize;
-pub use whisperer_core::Channel;
+pub use whisperer_core::{Channel, MessageKind};
 
 pub use rules::{ComplianceRules, LengthLimits, RulesConfig, RulesError};
 pub use sms::{SmsEncoding, SmsInfo, gsm7_septets, non_gsm7_chars, sms_segments};
@@ -51,14 +51,6 @@ pub mod field {
     pub const SUBJECT: &str = "subject";
     pub const BODY: &str = "body";
     pub const HTML: &str = "html";
-}
-
-/// Marketing messages need consent-related content; transactional ones do not.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageKind {
-    Marketing,
-    Transactional,
 }
 
 /// The recipient's own identifiers: these may appear in the message.

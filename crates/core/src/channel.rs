@@ -37,3 +37,12 @@ impl std::fmt::Display for Channel {
         f.write_str(self.as_str())
     }
 }
+
+/// Marketing messages need consent (an unsubscribe link, a postal address, fatigue caps);
+/// transactional ones (receipts, password resets) do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    Marketing,
+    Transactional,
+}

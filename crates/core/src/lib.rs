@@ -11,7 +11,7 @@ pub mod time;
 pub mod tracking_plan;
 pub mod workspace;
 
-pub use channel::Channel;
+pub use channel::{Channel, MessageKind};
 pub use event::{EventType, NewEvent, StoredEvent};
 pub use identity::{IdKind, PersonId};
 pub use keys::{ApiKey, KeyKind};

@@ -1,0 +1,1 @@
+//! Email providers: SMTP, SendGrid v3 and Amazon SES v2.

@@ -1,0 +1,1 @@
+//! SMS through the Twilio Messages API.
