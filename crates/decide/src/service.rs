@@ -109,7 +109,7 @@ async fn write_decisions(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::Recei
         }
         for (ws, writes) in by_ws {
             let records: Vec<_> = writes.iter().map(|w| w.record.clone()).collect();
-            let result = store.insert_decisions(&ws, &records).await;
+            let result = store.insert_decisions(&ws, &records, &[]).await;
             for w in writes {
                 let _ = w.done.send(match &result {
                     Ok(()) => Ok(()),

@@ -10,6 +10,7 @@
 
 mod append;
 mod identity;
+mod messages;
 mod partitions;
 mod schema;
 
@@ -27,9 +28,10 @@ use whisperer_core::keys::KeyHash;
 use whisperer_core::tracking_plan::TrackingPlan;
 use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
 use whisperer_store::{
-    CampaignRecord, ConsumerCommit, ConsumerState, DecisionQuery, DecisionRecord, EventCount, EventCursor,
-    KeyRecord, LearnerCommit, ModelVersion, NewKey, OutcomeKind, OutcomeUpdate, Person, PersonMerge, Result,
-    Store, StoreError, WorkspaceStats,
+    ConsumerCommit, ConsumerState, DecisionQuery, DecisionRecord, DefinitionKind, DefinitionRecord,
+    EventCount, EventCursor, KeyRecord, LearnerCommit, MessageQuery, MessageRecord, MessageUpdate,
+    ModelVersion, NewKey, OutcomeKind, OutcomeUpdate, Person, PersonMerge, Result, Store, StoreError,
+    WorkspaceStats,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -237,8 +239,8 @@ fn consumer_conflict(consumer: &str, workspace: &WorkspaceId, stored: i64, expec
     ))
 }
 
-fn campaign_row(r: &tokio_postgres::Row) -> Result<CampaignRecord> {
-    Ok(CampaignRecord {
+fn definition_row(r: &tokio_postgres::Row) -> Result<DefinitionRecord> {
+    Ok(DefinitionRecord {
         id: get(r, 0)?,
         version: get(r, 1)?,
         num: get(r, 2)?,
@@ -247,7 +249,7 @@ fn campaign_row(r: &tokio_postgres::Row) -> Result<CampaignRecord> {
     })
 }
 
-fn db_err(e: tokio_postgres::Error) -> StoreError {
+pub(crate) fn db_err(e: tokio_postgres::Error) -> StoreError {
     let Some(db) = e.as_db_error() else {
         return StoreError::Unavailable(format!("postgresql: {e}"));
     };
@@ -262,7 +264,7 @@ fn db_err(e: tokio_postgres::Error) -> StoreError {
 }
 
 /// Reads a column, treating a value that does not decode as corrupt data.
-fn get<'a, T: FromSql<'a>>(row: &'a tokio_postgres::Row, idx: usize) -> Result<T> {
+pub(crate) fn get<'a, T: FromSql<'a>>(row: &'a tokio_postgres::Row, idx: usize) -> Result<T> {
     row.try_get(idx).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -586,34 +588,36 @@ impl Store for PgStore {
             .await
     }
 
-    async fn put_campaign(
+    async fn put_definition(
         &self,
         workspace: &WorkspaceId,
+        kind: DefinitionKind,
         id: &str,
         definition: &str,
         at: Millis,
-    ) -> Result<CampaignRecord> {
+    ) -> Result<DefinitionRecord> {
         let ws = workspace.as_str();
+        let kind = kind.as_str();
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db_err)?;
         // One writer per workspace at a time: versions and numbers are read, then written.
         tx.execute("SELECT 1 FROM workspaces WHERE id = $1 FOR UPDATE", &[&ws]).await.map_err(db_err)?;
         let current = tx
             .query_opt(
-                "SELECT id, version, num, definition, created_at FROM campaigns
-                 WHERE workspace_id = $1 AND id = $2 ORDER BY version DESC LIMIT 1",
-                &[&ws, &id],
+                "SELECT id, version, num, definition, created_at FROM definitions
+                 WHERE workspace_id = $1 AND kind = $2 AND id = $3 ORDER BY version DESC LIMIT 1",
+                &[&ws, &kind, &id],
             )
             .await
             .map_err(db_err)?
-            .map(|r| campaign_row(&r))
+            .map(|r| definition_row(&r))
             .transpose()?;
         let record = match current {
             Some(c) if c.definition == definition => {
                 tx.rollback().await.map_err(db_err)?;
                 return Ok(c);
             }
-            Some(c) => CampaignRecord {
+            Some(c) => DefinitionRecord {
                 version: c.version + 1,
                 definition: definition.to_owned(),
                 created_at: at,
@@ -622,14 +626,14 @@ impl Store for PgStore {
             None => {
                 let num: i64 = tx
                     .query_one(
-                        "SELECT COALESCE(MAX(num), 0) + 1 FROM campaigns WHERE workspace_id = $1",
-                        &[&ws],
+                        "SELECT COALESCE(MAX(num), 0) + 1 FROM definitions WHERE workspace_id = $1 AND kind = $2",
+                        &[&ws, &kind],
                     )
                     .await
                     .map_err(db_err)?
                     .try_get(0)
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                CampaignRecord {
+                DefinitionRecord {
                     id: id.to_owned(),
                     version: 1,
                     num,
@@ -639,8 +643,9 @@ impl Store for PgStore {
             }
         };
         tx.execute(
-            "INSERT INTO campaigns (workspace_id, id, version, num, definition, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&ws, &record.id, &record.version, &record.num, &record.definition, &record.created_at.0],
+            "INSERT INTO definitions (workspace_id, kind, id, version, num, definition, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&ws, &kind, &record.id, &record.version, &record.num, &record.definition, &record.created_at.0],
         )
         .await
         .map_err(db_err)?;
@@ -648,36 +653,46 @@ impl Store for PgStore {
         Ok(record)
     }
 
-    async fn campaigns(&self, workspace: &WorkspaceId) -> Result<Vec<CampaignRecord>> {
-        let rows = self
-            .query(
-                "SELECT DISTINCT ON (id) id, version, num, definition, created_at FROM campaigns
-                 WHERE workspace_id = $1 ORDER BY id, version DESC",
-                &[&workspace.as_str()],
-            )
-            .await?;
-        rows.iter().map(campaign_row).collect()
-    }
-
-    async fn campaign(
+    async fn definitions(
         &self,
         workspace: &WorkspaceId,
-        id: &str,
-        version: Option<i64>,
-    ) -> Result<Option<CampaignRecord>> {
+        kind: DefinitionKind,
+    ) -> Result<Vec<DefinitionRecord>> {
         let rows = self
             .query(
-                "SELECT id, version, num, definition, created_at FROM campaigns
-                 WHERE workspace_id = $1 AND id = $2 AND ($3::int8 IS NULL OR version = $3)
-                 ORDER BY version DESC LIMIT 1",
-                &[&workspace.as_str(), &id, &version],
+                "SELECT DISTINCT ON (id) id, version, num, definition, created_at FROM definitions
+                 WHERE workspace_id = $1 AND kind = $2 ORDER BY id, version DESC",
+                &[&workspace.as_str(), &kind.as_str()],
             )
             .await?;
-        rows.first().map(campaign_row).transpose()
+        rows.iter().map(definition_row).collect()
     }
 
-    async fn insert_decisions(&self, workspace: &WorkspaceId, records: &[DecisionRecord]) -> Result<()> {
-        if records.is_empty() {
+    async fn definition(
+        &self,
+        workspace: &WorkspaceId,
+        kind: DefinitionKind,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<DefinitionRecord>> {
+        let rows = self
+            .query(
+                "SELECT id, version, num, definition, created_at FROM definitions
+                 WHERE workspace_id = $1 AND kind = $2 AND id = $3 AND ($4::int8 IS NULL OR version = $4)
+                 ORDER BY version DESC LIMIT 1",
+                &[&workspace.as_str(), &kind.as_str(), &id, &version],
+            )
+            .await?;
+        rows.first().map(definition_row).transpose()
+    }
+
+    async fn insert_decisions(
+        &self,
+        workspace: &WorkspaceId,
+        records: &[DecisionRecord],
+        outbox: &[MessageRecord],
+    ) -> Result<()> {
+        if records.is_empty() && outbox.is_empty() {
             return Ok(());
         }
         let ws = workspace.as_str();
@@ -724,7 +739,91 @@ impl Store for PgStore {
             .await
             .map_err(db_err)?;
         }
+        messages::enqueue(&tx, workspace, outbox).await?;
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn enqueue_messages(&self, workspace: &WorkspaceId, outbox: &[MessageRecord]) -> Result<u64> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let inserted = messages::enqueue(&tx, workspace, outbox).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(inserted)
+    }
+
+    async fn claim_messages(
+        &self,
+        workspace: &WorkspaceId,
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let claimed = messages::claim(&tx, workspace, now, lease_until, limit).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(claimed)
+    }
+
+    async fn expired_messages(
+        &self,
+        workspace: &WorkspaceId,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {} FROM messages
+                     WHERE workspace_id = $1 AND status = 'sending' AND lease_until < $2
+                     ORDER BY due_at, id LIMIT $3",
+                    messages::COLUMNS
+                ),
+                &[&workspace.as_str(), &now.0, &(limit as i64)],
+            )
+            .await?;
+        rows.iter().map(messages::row).collect()
+    }
+
+    async fn update_messages(&self, workspace: &WorkspaceId, updates: &[MessageUpdate]) -> Result<u64> {
+        if updates.is_empty() {
+            return Ok(0);
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db_err)?;
+        let applied = messages::update(&tx, workspace, updates).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(applied)
+    }
+
+    async fn messages(&self, workspace: &WorkspaceId, query: &MessageQuery) -> Result<Vec<MessageRecord>> {
+        let (status, before_at, before_id, limit) = messages::query_params(query);
+        let rows = self
+            .query(
+                &messages::query_sql(),
+                &[
+                    &workspace.as_str(),
+                    &status,
+                    &query.person,
+                    &query.decision_id,
+                    &query.provider_message_id,
+                    &before_at,
+                    &before_id,
+                    &limit,
+                ],
+            )
+            .await?;
+        rows.iter().map(messages::row).collect()
+    }
+
+    async fn message(&self, workspace: &WorkspaceId, id: &str) -> Result<Option<MessageRecord>> {
+        let rows = self
+            .query(
+                &format!("SELECT {} FROM messages WHERE workspace_id = $1 AND id = $2", messages::COLUMNS),
+                &[&workspace.as_str(), &id],
+            )
+            .await?;
+        rows.first().map(messages::row).transpose()
     }
 
     async fn decisions(&self, workspace: &WorkspaceId, q: &DecisionQuery) -> Result<Vec<DecisionRecord>> {

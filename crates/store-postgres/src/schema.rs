@@ -172,6 +172,47 @@ CREATE INDEX decisions_campaign ON decisions (workspace_id, campaign, at, id);
 CREATE INDEX decisions_person ON decisions (workspace_id, person_id, at, id);
 CREATE INDEX decisions_deadline ON decisions (workspace_id, deadline);
 "#,
+    r#"
+-- Campaigns and templates share one versioned table; campaigns move over with their numbers.
+CREATE TABLE definitions (
+    workspace_id text NOT NULL REFERENCES workspaces (id),
+    kind         text NOT NULL,
+    id           text NOT NULL,
+    version      bigint NOT NULL,
+    num          bigint NOT NULL,
+    definition   text NOT NULL,
+    created_at   bigint NOT NULL,
+    PRIMARY KEY (workspace_id, kind, id, version)
+);
+INSERT INTO definitions (workspace_id, kind, id, version, num, definition, created_at)
+    SELECT workspace_id, 'campaign', id, version, num, definition, created_at FROM campaigns;
+DROP TABLE campaigns;
+"#,
+    r#"
+-- The outbox: every message to send, its idempotency key as id, and where its delivery stands.
+CREATE TABLE messages (
+    workspace_id        text NOT NULL,
+    id                  text NOT NULL,
+    person_id           bigint NOT NULL,
+    channel             text NOT NULL,
+    decision_id         text,
+    campaign            text,
+    status              text NOT NULL,
+    attempts            bigint NOT NULL,
+    due_at              bigint NOT NULL,
+    lease_until         bigint,
+    provider            text,
+    provider_message_id text,
+    body                text NOT NULL,
+    error               text,
+    created_at          bigint NOT NULL,
+    updated_at          bigint NOT NULL,
+    PRIMARY KEY (workspace_id, id)
+);
+CREATE INDEX messages_due ON messages (workspace_id, status, due_at);
+CREATE INDEX messages_created ON messages (workspace_id, created_at, id);
+CREATE INDEX messages_provider_id ON messages (workspace_id, provider_message_id);
+"#,
 ];
 
 /// Brings the schema to the latest version, creating `schema` first when given.

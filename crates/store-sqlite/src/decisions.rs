@@ -2,54 +2,71 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use whisperer_core::{Millis, WorkspaceId};
-use whisperer_store::{CampaignRecord, DecisionQuery, DecisionRecord, OutcomeKind, OutcomeUpdate};
+use whisperer_store::{
+    DecisionQuery, DecisionRecord, DefinitionKind, DefinitionRecord, OutcomeKind, OutcomeUpdate,
+};
 
-pub fn put_campaign(
+pub fn put_definition(
     tx: &Transaction<'_>,
     ws: &WorkspaceId,
+    kind: DefinitionKind,
     id: &str,
     definition: &str,
     at: Millis,
-) -> rusqlite::Result<CampaignRecord> {
-    if let Some(current) = campaign(tx, ws, id, None)? {
+) -> rusqlite::Result<DefinitionRecord> {
+    if let Some(current) = self::definition(tx, ws, kind, id, None)? {
         if current.definition == definition {
             return Ok(current);
         }
-        let record = CampaignRecord {
+        let record = DefinitionRecord {
             version: current.version + 1,
             definition: definition.to_owned(),
             created_at: at,
             ..current
         };
-        insert_campaign(tx, ws, &record)?;
+        insert_definition(tx, ws, kind, &record)?;
         return Ok(record);
     }
     let num: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(num), 0) + 1 FROM campaigns WHERE workspace_id = ?1",
-        params![ws.as_str()],
+        "SELECT COALESCE(MAX(num), 0) + 1 FROM definitions WHERE workspace_id = ?1 AND kind = ?2",
+        params![ws.as_str(), kind.as_str()],
         |r| r.get(0),
     )?;
-    let record = CampaignRecord {
+    let record = DefinitionRecord {
         id: id.to_owned(),
         version: 1,
         num,
         definition: definition.to_owned(),
         created_at: at,
     };
-    insert_campaign(tx, ws, &record)?;
+    insert_definition(tx, ws, kind, &record)?;
     Ok(record)
 }
 
-fn insert_campaign(tx: &Transaction<'_>, ws: &WorkspaceId, r: &CampaignRecord) -> rusqlite::Result<()> {
+fn insert_definition(
+    tx: &Transaction<'_>,
+    ws: &WorkspaceId,
+    kind: DefinitionKind,
+    r: &DefinitionRecord,
+) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO campaigns (workspace_id, id, version, num, definition, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO definitions (workspace_id, kind, id, version, num, definition, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
-    .execute(params![ws.as_str(), r.id, r.version, r.num, r.definition, r.created_at.0])?;
+    .execute(params![
+        ws.as_str(),
+        kind.as_str(),
+        r.id,
+        r.version,
+        r.num,
+        r.definition,
+        r.created_at.0
+    ])?;
     Ok(())
 }
 
-fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignRecord> {
-    Ok(CampaignRecord {
+fn definition_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DefinitionRecord> {
+    Ok(DefinitionRecord {
         id: r.get(0)?,
         version: r.get(1)?,
         num: r.get(2)?,
@@ -58,29 +75,35 @@ fn campaign_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CampaignRecord> {
     })
 }
 
-pub fn campaign(
+pub fn definition(
     c: &Connection,
     ws: &WorkspaceId,
+    kind: DefinitionKind,
     id: &str,
     version: Option<i64>,
-) -> rusqlite::Result<Option<CampaignRecord>> {
+) -> rusqlite::Result<Option<DefinitionRecord>> {
     c.prepare_cached(
-        "SELECT id, version, num, definition, created_at FROM campaigns
-         WHERE workspace_id = ?1 AND id = ?2 AND (?3 IS NULL OR version = ?3)
+        "SELECT id, version, num, definition, created_at FROM definitions
+         WHERE workspace_id = ?1 AND kind = ?2 AND id = ?3 AND (?4 IS NULL OR version = ?4)
          ORDER BY version DESC LIMIT 1",
     )?
-    .query_row(params![ws.as_str(), id, version], campaign_row)
+    .query_row(params![ws.as_str(), kind.as_str(), id, version], definition_row)
     .optional()
 }
 
-pub fn campaigns(c: &Connection, ws: &WorkspaceId) -> rusqlite::Result<Vec<CampaignRecord>> {
+pub fn definitions(
+    c: &Connection,
+    ws: &WorkspaceId,
+    kind: DefinitionKind,
+) -> rusqlite::Result<Vec<DefinitionRecord>> {
     c.prepare_cached(
-        "SELECT id, version, num, definition, created_at FROM campaigns c
-         WHERE workspace_id = ?1
-           AND version = (SELECT MAX(version) FROM campaigns WHERE workspace_id = c.workspace_id AND id = c.id)
+        "SELECT id, version, num, definition, created_at FROM definitions d
+         WHERE workspace_id = ?1 AND kind = ?2
+           AND version = (SELECT MAX(version) FROM definitions
+                          WHERE workspace_id = d.workspace_id AND kind = d.kind AND id = d.id)
          ORDER BY id",
     )?
-    .query_map(params![ws.as_str()], campaign_row)?
+    .query_map(params![ws.as_str(), kind.as_str()], definition_row)?
     .collect()
 }
 

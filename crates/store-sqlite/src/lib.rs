@@ -12,6 +12,7 @@
 
 mod decisions;
 mod identity_cache;
+mod messages;
 mod schema;
 
 use identity_cache::IdentityCache;
@@ -28,9 +29,9 @@ use whisperer_core::keys::KeyHash;
 use whisperer_core::tracking_plan::TrackingPlan;
 use whisperer_core::{EventType, KeyKind, Millis, NewEvent, StoredEvent, Workspace, WorkspaceId};
 use whisperer_store::{
-    CampaignRecord, ConsumerCommit, ConsumerState, DecisionQuery, DecisionRecord, EventCount, EventCursor,
-    KeyRecord, LearnerCommit, ModelVersion, NewKey, OutcomeUpdate, Person, PersonMerge, Result, Store,
-    StoreError, WorkspaceStats,
+    ConsumerCommit, ConsumerState, DecisionQuery, DecisionRecord, DefinitionKind, DefinitionRecord,
+    EventCount, EventCursor, KeyRecord, LearnerCommit, MessageQuery, MessageRecord, MessageUpdate,
+    ModelVersion, NewKey, OutcomeUpdate, Person, PersonMerge, Result, Store, StoreError, WorkspaceStats,
 };
 
 /// File name of the database inside the data directory.
@@ -839,49 +840,126 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn put_campaign(
+    async fn put_definition(
         &self,
         workspace: &WorkspaceId,
+        kind: DefinitionKind,
         id: &str,
         definition: &str,
         at: Millis,
-    ) -> Result<CampaignRecord> {
+    ) -> Result<DefinitionRecord> {
         let (ws, id, definition) = (workspace.clone(), id.to_owned(), definition.to_owned());
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let record = decisions::put_campaign(&tx, &ws, &id, &definition, at)?;
+            let record = decisions::put_definition(&tx, &ws, kind, &id, &definition, at)?;
             tx.commit()?;
             Ok(record)
         })
         .await
     }
 
-    async fn campaigns(&self, workspace: &WorkspaceId) -> Result<Vec<CampaignRecord>> {
-        let ws = workspace.clone();
-        self.read(move |c| decisions::campaigns(c, &ws).map_err(map_err)).await
-    }
-
-    async fn campaign(
+    async fn definitions(
         &self,
         workspace: &WorkspaceId,
-        id: &str,
-        version: Option<i64>,
-    ) -> Result<Option<CampaignRecord>> {
-        let (ws, id) = (workspace.clone(), id.to_owned());
-        self.read(move |c| decisions::campaign(c, &ws, &id, version).map_err(map_err)).await
+        kind: DefinitionKind,
+    ) -> Result<Vec<DefinitionRecord>> {
+        let ws = workspace.clone();
+        self.read(move |c| decisions::definitions(c, &ws, kind).map_err(map_err)).await
     }
 
-    async fn insert_decisions(&self, workspace: &WorkspaceId, records: &[DecisionRecord]) -> Result<()> {
-        if records.is_empty() {
+    async fn definition(
+        &self,
+        workspace: &WorkspaceId,
+        kind: DefinitionKind,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<DefinitionRecord>> {
+        let (ws, id) = (workspace.clone(), id.to_owned());
+        self.read(move |c| decisions::definition(c, &ws, kind, &id, version).map_err(map_err)).await
+    }
+
+    async fn insert_decisions(
+        &self,
+        workspace: &WorkspaceId,
+        records: &[DecisionRecord],
+        outbox: &[MessageRecord],
+    ) -> Result<()> {
+        if records.is_empty() && outbox.is_empty() {
             return Ok(());
         }
-        let (ws, records) = (workspace.clone(), records.to_vec());
+        let (ws, records, outbox) = (workspace.clone(), records.to_vec(), outbox.to_vec());
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             decisions::insert_decisions(&tx, &ws, &records)?;
+            messages::enqueue(&tx, &ws, &outbox)?;
             tx.commit()
         })
         .await
+    }
+
+    async fn enqueue_messages(&self, workspace: &WorkspaceId, outbox: &[MessageRecord]) -> Result<u64> {
+        if outbox.is_empty() {
+            return Ok(0);
+        }
+        let (ws, outbox) = (workspace.clone(), outbox.to_vec());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let inserted = messages::enqueue(&tx, &ws, &outbox)?;
+            tx.commit()?;
+            Ok(inserted)
+        })
+        .await
+    }
+
+    async fn claim_messages(
+        &self,
+        workspace: &WorkspaceId,
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let ws = workspace.clone();
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let claimed = messages::claim(&tx, &ws, now, lease_until, limit)?;
+            tx.commit()?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    async fn expired_messages(
+        &self,
+        workspace: &WorkspaceId,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>> {
+        let ws = workspace.clone();
+        self.read(move |c| messages::expired(c, &ws, now, limit).map_err(map_err)).await
+    }
+
+    async fn update_messages(&self, workspace: &WorkspaceId, updates: &[MessageUpdate]) -> Result<u64> {
+        if updates.is_empty() {
+            return Ok(0);
+        }
+        let (ws, updates) = (workspace.clone(), updates.to_vec());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let applied = messages::update(&tx, &ws, &updates)?;
+            tx.commit()?;
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn messages(&self, workspace: &WorkspaceId, query: &MessageQuery) -> Result<Vec<MessageRecord>> {
+        let (ws, query) = (workspace.clone(), query.clone());
+        self.read(move |c| messages::query(c, &ws, &query).map_err(map_err)).await
+    }
+
+    async fn message(&self, workspace: &WorkspaceId, id: &str) -> Result<Option<MessageRecord>> {
+        let (ws, id) = (workspace.clone(), id.to_owned());
+        self.read(move |c| messages::one(c, &ws, &id).map_err(map_err)).await
     }
 
     async fn decisions(&self, workspace: &WorkspaceId, query: &DecisionQuery) -> Result<Vec<DecisionRecord>> {

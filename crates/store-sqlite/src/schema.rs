@@ -157,6 +157,47 @@ CREATE INDEX decisions_campaign ON decisions (workspace_id, campaign, at, id);
 CREATE INDEX decisions_person ON decisions (workspace_id, person_id, at, id);
 CREATE INDEX decisions_deadline ON decisions (workspace_id, deadline);
 "#,
+    r#"
+-- Campaigns and templates share one versioned table; campaigns move over with their numbers.
+CREATE TABLE definitions (
+    workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+    kind         TEXT NOT NULL,
+    id           TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    num          INTEGER NOT NULL,
+    definition   TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, kind, id, version)
+) WITHOUT ROWID;
+INSERT INTO definitions (workspace_id, kind, id, version, num, definition, created_at)
+    SELECT workspace_id, 'campaign', id, version, num, definition, created_at FROM campaigns;
+DROP TABLE campaigns;
+"#,
+    r#"
+-- The outbox: every message to send, its idempotency key as id, and where its delivery stands.
+CREATE TABLE messages (
+    workspace_id        TEXT NOT NULL,
+    id                  TEXT NOT NULL,
+    person_id           INTEGER NOT NULL,
+    channel             TEXT NOT NULL,
+    decision_id         TEXT,
+    campaign            TEXT,
+    status              TEXT NOT NULL,
+    attempts            INTEGER NOT NULL,
+    due_at              INTEGER NOT NULL,
+    lease_until         INTEGER,
+    provider            TEXT,
+    provider_message_id TEXT,
+    body                TEXT NOT NULL,
+    error               TEXT,
+    created_at          INTEGER NOT NULL,
+    updated_at          INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, id)
+);
+CREATE INDEX messages_due ON messages (workspace_id, status, due_at);
+CREATE INDEX messages_created ON messages (workspace_id, created_at, id);
+CREATE INDEX messages_provider_id ON messages (workspace_id, provider_message_id);
+"#,
 ];
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

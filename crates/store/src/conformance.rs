@@ -11,8 +11,9 @@ use whisperer_core::tracking_plan::{PlanMode, TrackingPlan};
 use whisperer_core::{ApiKey, EventType, KeyKind, Millis, NewEvent, Workspace, WorkspaceId};
 
 use crate::{
-    ConsumerCommit, ConsumerState, DecisionQuery, DecisionRecord, EventCursor, LearnerCommit, NewKey,
-    OutcomeKind, OutcomeUpdate, PersonMerge, Store, StoreError,
+    ConsumerCommit, ConsumerState, DecisionQuery, DecisionRecord, DefinitionKind, EventCursor, LearnerCommit,
+    MessageQuery, MessageRecord, MessageStatus, MessageUpdate, NewKey, OutcomeKind, OutcomeUpdate,
+    PersonMerge, Store, StoreError,
 };
 
 /// Expands to one `#[tokio::test]` per check. `$make` is an async expression giving
@@ -40,7 +41,9 @@ macro_rules! conformance_suite {
             model_versions,
             settings,
             campaign_versions,
-            decisions_and_outcomes
+            templates_are_versioned_apart_from_campaigns,
+            decisions_and_outcomes,
+            outbox_lifecycle
         );
     };
     (@tests $make:expr; $($name:ident),*) => {
@@ -559,6 +562,153 @@ pub async fn campaign_versions(store: &impl Store) {
     assert_eq!((o.version, o.num), (1, 1));
 }
 
+pub async fn templates_are_versioned_apart_from_campaigns(store: &impl Store) {
+    let (ws, _, _) = workspace(store, "templates").await;
+    let (other, _, _) = workspace(store, "other").await;
+    let c = store.put_campaign(&ws, "welcome", r#"{"campaign":1}"#, Millis(T0)).await.unwrap();
+    let t1 = store
+        .put_definition(&ws, DefinitionKind::Template, "welcome", r#"{"t":1}"#, Millis(T0))
+        .await
+        .unwrap();
+    assert_eq!((c.version, c.num, t1.version, t1.num), (1, 1, 1, 1), "numbers count per kind");
+    let t2 = store
+        .put_definition(&ws, DefinitionKind::Template, "welcome", r#"{"t":2}"#, Millis(T0 + 1))
+        .await
+        .unwrap();
+    assert_eq!(t2.version, 2);
+    assert_eq!(store.campaign(&ws, "welcome", None).await.unwrap().unwrap().definition, r#"{"campaign":1}"#);
+    let templates = store.definitions(&ws, DefinitionKind::Template).await.unwrap();
+    assert_eq!(templates.len(), 1);
+    assert_eq!(templates[0].definition, r#"{"t":2}"#);
+    let first = store.definition(&ws, DefinitionKind::Template, "welcome", Some(1)).await.unwrap().unwrap();
+    assert_eq!(first.definition, r#"{"t":1}"#);
+    assert!(store.definitions(&other, DefinitionKind::Template).await.unwrap().is_empty());
+}
+
+fn outbox_message(id: &str, person: i64, due: i64) -> MessageRecord {
+    MessageRecord {
+        id: id.into(),
+        person,
+        channel: "email".into(),
+        decision_id: Some(format!("dec_{id}")),
+        campaign: Some("win-back".into()),
+        status: MessageStatus::Queued,
+        attempts: 0,
+        due_at: Millis(due),
+        lease_until: None,
+        provider: None,
+        provider_message_id: None,
+        body: r#"{"job":1}"#.into(),
+        error: None,
+        created_at: Millis(due - 5),
+        updated_at: Millis(due - 5),
+    }
+}
+
+pub async fn outbox_lifecycle(store: &impl Store) {
+    let (ws, _, _) = workspace(store, "outbox").await;
+    let (other, _, _) = workspace(store, "other").await;
+    // Enqueued with its decision in one call; a second enqueue of the same id changes nothing.
+    store
+        .insert_decisions(
+            &ws,
+            &[decision("dec_m1", "win-back", 1, T0, "send")],
+            &[outbox_message("m1", 1, T0)],
+        )
+        .await
+        .unwrap();
+    let mut again = outbox_message("m1", 1, T0);
+    again.body = "changed".into();
+    let new = store
+        .enqueue_messages(&ws, &[again, outbox_message("m2", 2, T0 + 10), outbox_message("m3", 3, T0 + 10_000)])
+        .await
+        .unwrap();
+    assert_eq!(new, 2, "m1 was already there");
+    assert_eq!(store.message(&ws, "m1").await.unwrap().unwrap().body, r#"{"job":1}"#);
+
+    // Only due messages are claimed, oldest first; a claim moves them to sending.
+    assert!(store.claim_messages(&other, Millis(T0 + 50), Millis(T0 + 1_000), 10).await.unwrap().is_empty());
+    let claimed = store.claim_messages(&ws, Millis(T0 + 50), Millis(T0 + 1_000), 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["m1", "m2"]);
+    assert!(claimed.iter().all(|m| m.status == MessageStatus::Sending && m.attempts == 1));
+    assert!(
+        store.claim_messages(&ws, Millis(T0 + 50), Millis(T0 + 1_000), 10).await.unwrap().is_empty(),
+        "claimed once"
+    );
+
+    // m1 is sent; m2 fails transiently and is queued again for later.
+    let mut sent = MessageUpdate::new("m1", MessageStatus::Sending, MessageStatus::Sent, Millis(T0 + 60));
+    sent.provider = Some("smtp".into());
+    sent.provider_message_id = Some("prov-1".into());
+    sent.body = Some(r#"{"job":1,"rendered":true}"#.into());
+    let mut retry = MessageUpdate::new("m2", MessageStatus::Sending, MessageStatus::Queued, Millis(T0 + 60));
+    retry.due_at = Some(Millis(T0 + 500));
+    retry.error = Some(r#"{"kind":"transient"}"#.into());
+    assert_eq!(store.update_messages(&ws, &[sent.clone(), retry]).await.unwrap(), 2);
+    assert_eq!(store.update_messages(&ws, &[sent]).await.unwrap(), 0, "m1 is no longer sending");
+    let m1 = store.message(&ws, "m1").await.unwrap().unwrap();
+    assert_eq!(
+        (m1.status, m1.provider_message_id.as_deref(), m1.lease_until),
+        (MessageStatus::Sent, Some("prov-1"), None)
+    );
+    assert_eq!(m1.body, r#"{"job":1,"rendered":true}"#);
+    let by_provider = store
+        .messages(
+            &ws,
+            &MessageQuery { provider_message_id: Some("prov-1".into()), limit: 10, ..Default::default() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_provider.len(), 1);
+    assert!(store.message(&other, "m1").await.unwrap().is_none(), "messages belong to their workspace");
+
+    // A sender that dies leaves its claim to expire.
+    let claimed = store.claim_messages(&ws, Millis(T0 + 600), Millis(T0 + 700), 10).await.unwrap();
+    assert_eq!(claimed.iter().map(|m| (m.id.as_str(), m.attempts)).collect::<Vec<_>>(), [("m2", 2)]);
+    assert!(store.expired_messages(&ws, Millis(T0 + 650), 10).await.unwrap().is_empty());
+    let expired = store.expired_messages(&ws, Millis(T0 + 701), 10).await.unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].error.as_deref(), Some(r#"{"kind":"transient"}"#));
+    let mut dead = MessageUpdate::new("m2", MessageStatus::Sending, MessageStatus::Dead, Millis(T0 + 701));
+    dead.error = Some(r#"{"kind":"outcome_unknown"}"#.into());
+    store.update_messages(&ws, &[dead]).await.unwrap();
+
+    // A re-drive queues the dead letter again with a fresh attempt count.
+    let dead = store
+        .messages(&ws, &MessageQuery { status: Some(MessageStatus::Dead), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(dead.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["m2"]);
+    let mut redrive = MessageUpdate::new("m2", MessageStatus::Dead, MessageStatus::Queued, Millis(T0 + 800));
+    redrive.due_at = Some(Millis(T0 + 800));
+    redrive.reset_attempts = true;
+    store.update_messages(&ws, &[redrive]).await.unwrap();
+    let m2 = store.message(&ws, "m2").await.unwrap().unwrap();
+    assert_eq!((m2.status, m2.attempts, m2.due_at), (MessageStatus::Queued, 0, Millis(T0 + 800)));
+
+    // Newest first, paged by (created_at, id).
+    let page = store.messages(&ws, &MessageQuery { limit: 2, ..Default::default() }).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["m3", "m2"]);
+    let last = &page[1];
+    let rest = store
+        .messages(
+            &ws,
+            &MessageQuery {
+                before: Some((last.created_at, last.id.clone())),
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["m1"]);
+    let for_person = store
+        .messages(&ws, &MessageQuery { person: Some(3), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(for_person.len(), 1);
+}
+
 fn decision(id: &str, campaign: &str, person: i64, at: i64, status: &str) -> DecisionRecord {
     DecisionRecord {
         id: id.into(),
@@ -593,11 +743,11 @@ pub async fn decisions_and_outcomes(store: &impl Store) {
         decision("d3", "onboarding", 1, T0 + 2, "suppressed"),
         decision("d4", "win-back", 1, T0 + 2, "send"),
     ];
-    store.insert_decisions(&ws, &records).await.unwrap();
+    store.insert_decisions(&ws, &records, &[]).await.unwrap();
     // Inserting again (a retried batch) changes nothing.
     let mut changed = records[0].clone();
     changed.status = "holdout".into();
-    store.insert_decisions(&ws, &[changed]).await.unwrap();
+    store.insert_decisions(&ws, &[changed], &[]).await.unwrap();
     let q = |f: fn(&mut DecisionQuery)| {
         let mut q = DecisionQuery { limit: 10, ..DecisionQuery::default() };
         f(&mut q);

@@ -145,18 +145,38 @@ pub struct ModelVersion {
     pub metrics: String,
 }
 
-/// One stored version of a campaign definition.
+/// What kind of versioned definition a record holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DefinitionKind {
+    Campaign,
+    Template,
+}
+
+impl DefinitionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DefinitionKind::Campaign => "campaign",
+            DefinitionKind::Template => "template",
+        }
+    }
+}
+
+/// One stored version of a definition (a campaign, a template).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct CampaignRecord {
+pub struct DefinitionRecord {
     pub id: String,
-    /// 1, 2, … per campaign; a changed definition gets the next one.
+    /// 1, 2, … per definition; a changed definition gets the next one.
     pub version: i64,
-    /// Stable small number of the campaign in its workspace (a key for its policy state).
+    /// Stable small number of the definition among its workspace's definitions of its kind (a
+    /// campaign's key for its policy state).
     pub num: i64,
     /// Canonical JSON.
     pub definition: String,
     pub created_at: Millis,
 }
+
+/// A stored campaign version.
+pub type CampaignRecord = DefinitionRecord;
 
 /// A decision of the decision engine, with what came of it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -185,6 +205,120 @@ pub struct DecisionRecord {
     pub delivered_at: Option<Millis>,
     pub opened_at: Option<Millis>,
     pub clicked_at: Option<Millis>,
+}
+
+/// Where a message is in the outbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Waiting for its `due_at`.
+    Queued,
+    /// Claimed by a sender until `lease_until`; if the lease runs out the sender died and the
+    /// outcome of its attempt is unknown.
+    Sending,
+    /// A provider accepted it.
+    Sent,
+    /// Never to be sent: blocked by the compliance gate, a suppressed or unknown recipient.
+    Failed,
+    /// A dead letter: retries exhausted, every provider refused, or the outcome of an attempt
+    /// is unknown and the provider cannot deduplicate. Re-driven by an operator.
+    Dead,
+}
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 5] = [
+        MessageStatus::Queued,
+        MessageStatus::Sending,
+        MessageStatus::Sent,
+        MessageStatus::Failed,
+        MessageStatus::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Queued => "queued",
+            MessageStatus::Sending => "sending",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Failed => "failed",
+            MessageStatus::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MessageStatus> {
+        MessageStatus::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// A message in the outbox: what to send (the job, and once rendered the message itself) and
+/// where its delivery stands. Its id is the idempotency key.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MessageRecord {
+    pub id: String,
+    pub person: PersonId,
+    pub channel: String,
+    pub decision_id: Option<String>,
+    pub campaign: Option<String>,
+    pub status: MessageStatus,
+    pub attempts: i64,
+    /// When the next attempt may start.
+    pub due_at: Millis,
+    pub lease_until: Option<Millis>,
+    /// The provider that accepted it (or last refused it).
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    /// JSON: the delivery job, and the rendered message once rendered.
+    pub body: String,
+    /// JSON: why the last attempt failed.
+    pub error: Option<String>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A change to one outbox message, applied only while it is in status `from` (so two senders,
+/// or a sender and an operator, cannot both move it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MessageUpdate {
+    pub id: String,
+    pub from: MessageStatus,
+    pub status: MessageStatus,
+    pub due_at: Option<Millis>,
+    /// Resets the attempt count (a re-drive).
+    pub reset_attempts: bool,
+    pub provider: Option<String>,
+    pub provider_message_id: Option<String>,
+    /// Replaces the body (the rendered message is kept for every retry).
+    pub body: Option<String>,
+    pub error: Option<String>,
+    pub at: Millis,
+}
+
+impl MessageUpdate {
+    pub fn new(id: impl Into<String>, from: MessageStatus, status: MessageStatus, at: Millis) -> Self {
+        MessageUpdate {
+            id: id.into(),
+            from,
+            status,
+            due_at: None,
+            reset_attempts: false,
+            provider: None,
+            provider_message_id: None,
+            body: None,
+            error: None,
+            at,
+        }
+    }
+}
+
+/// Which outbox messages to read: newest first, every given condition applies.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MessageQuery {
+    pub status: Option<MessageStatus>,
+    pub person: Option<PersonId>,
+    pub decision_id: Option<String>,
+    pub provider_message_id: Option<String>,
+    /// Only messages strictly older than this (created_at, id): the previous page's cursor.
+    pub before: Option<(Millis, String)>,
+    pub limit: usize,
 }
 
 /// Which decisions to read: newest first, every given condition applies.
@@ -346,27 +480,60 @@ pub trait Store: Send + Sync + 'static {
         at_most: Option<Millis>,
     ) -> Result<Option<(ModelVersion, Vec<u8>)>>;
 
-    /// Stores a campaign definition; a definition equal to the current one keeps its version.
-    /// Returns the record now current.
+    /// Stores a definition; a definition equal to the current one keeps its version. Returns
+    /// the record now current.
+    async fn put_definition(
+        &self,
+        workspace: &WorkspaceId,
+        kind: DefinitionKind,
+        id: &str,
+        definition: &str,
+        at: Millis,
+    ) -> Result<DefinitionRecord>;
+    /// The current version of every definition of a kind in a workspace, by id.
+    async fn definitions(
+        &self,
+        workspace: &WorkspaceId,
+        kind: DefinitionKind,
+    ) -> Result<Vec<DefinitionRecord>>;
+    /// A definition's current version (or the given one).
+    async fn definition(
+        &self,
+        workspace: &WorkspaceId,
+        kind: DefinitionKind,
+        id: &str,
+        version: Option<i64>,
+    ) -> Result<Option<DefinitionRecord>>;
+
     async fn put_campaign(
         &self,
         workspace: &WorkspaceId,
         id: &str,
         definition: &str,
         at: Millis,
-    ) -> Result<CampaignRecord>;
-    /// The current version of every campaign of a workspace, by id.
-    async fn campaigns(&self, workspace: &WorkspaceId) -> Result<Vec<CampaignRecord>>;
-    /// A campaign's current version (or the given one).
+    ) -> Result<CampaignRecord> {
+        self.put_definition(workspace, DefinitionKind::Campaign, id, definition, at).await
+    }
+    async fn campaigns(&self, workspace: &WorkspaceId) -> Result<Vec<CampaignRecord>> {
+        self.definitions(workspace, DefinitionKind::Campaign).await
+    }
     async fn campaign(
         &self,
         workspace: &WorkspaceId,
         id: &str,
         version: Option<i64>,
-    ) -> Result<Option<CampaignRecord>>;
+    ) -> Result<Option<CampaignRecord>> {
+        self.definition(workspace, DefinitionKind::Campaign, id, version).await
+    }
 
-    /// Records decisions (a decision already stored under its id is left as it is).
-    async fn insert_decisions(&self, workspace: &WorkspaceId, decisions: &[DecisionRecord]) -> Result<()>;
+    /// Records decisions and enqueues the messages they send, in one transaction (a decision
+    /// or message already stored under its id is left as it is).
+    async fn insert_decisions(
+        &self,
+        workspace: &WorkspaceId,
+        decisions: &[DecisionRecord],
+        messages: &[MessageRecord],
+    ) -> Result<()>;
     /// Decisions matching a query, newest first.
     async fn decisions(&self, workspace: &WorkspaceId, query: &DecisionQuery) -> Result<Vec<DecisionRecord>>;
     /// Records outcomes on decisions outside any consumer (e.g. a simulation's whole run).
@@ -379,6 +546,33 @@ pub trait Store: Send + Sync + 'static {
         workspace: &WorkspaceId,
         commit: LearnerCommit,
     ) -> Result<()>;
+
+    /// Enqueues messages; one already stored under its id is left as it is. Returns how many
+    /// were new.
+    async fn enqueue_messages(&self, workspace: &WorkspaceId, messages: &[MessageRecord]) -> Result<u64>;
+    /// Claims up to `limit` queued messages due at `now` (oldest due first): each moves to
+    /// `sending` with `lease_until` and one more attempt.
+    async fn claim_messages(
+        &self,
+        workspace: &WorkspaceId,
+        now: Millis,
+        lease_until: Millis,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>>;
+    /// Messages still `sending` whose lease ran out before `now`: their sender died mid-send.
+    async fn expired_messages(
+        &self,
+        workspace: &WorkspaceId,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<MessageRecord>>;
+    /// Applies updates; each applies only while the message is in its `from` status. Returns
+    /// how many applied.
+    async fn update_messages(&self, workspace: &WorkspaceId, updates: &[MessageUpdate]) -> Result<u64>;
+    /// Outbox messages matching a query, newest first.
+    async fn messages(&self, workspace: &WorkspaceId, query: &MessageQuery) -> Result<Vec<MessageRecord>>;
+    /// One outbox message by id.
+    async fn message(&self, workspace: &WorkspaceId, id: &str) -> Result<Option<MessageRecord>>;
 
     /// The person an id belongs to, with all their ids.
     async fn find_person(&self, workspace: &WorkspaceId, kind: IdKind, value: &str)

@@ -165,7 +165,7 @@ async fn run_campaigns(config: SimConfig, args: &SimulateArgs) -> anyhow::Result
     eprintln!("{}", crate::closed_loop::summary(&report, started.elapsed()));
     if let Some((db, ws)) = &target {
         for chunk in report.records.chunks(5_000) {
-            db.insert_decisions(ws, chunk).await?;
+            db.insert_decisions(ws, chunk, &[]).await?;
         }
         for chunk in report.outcomes.chunks(5_000) {
             db.record_outcomes(ws, chunk).await?;
