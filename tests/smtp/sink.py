@@ -18,8 +18,12 @@ import json
 import signal
 import ssl
 import sys
+import warnings
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+# aiosmtpd itself still sets the deprecated Session.login_data on every successful AUTH.
+warnings.filterwarnings("ignore", message="Session.login_data")
 
 
 def emit(obj):
@@ -45,12 +49,16 @@ class Sink:
     async def handle_DATA(self, server, session, envelope):
         self.count += 1
         if not self.quiet:
-            login = session.login_data.decode() if isinstance(session.login_data, bytes) else session.login_data
+            login = session.auth_data.decode() if isinstance(session.auth_data, bytes) else None
+            tls = (
+                server.transport.get_extra_info("ssl_object") is not None
+                or server._tls_protocol is not None
+            )
             emit({
                 "event": "message",
                 "mail_from": envelope.mail_from,
                 "rcpt_tos": envelope.rcpt_tos,
-                "tls": session.ssl is not None or server._tls_protocol is not None,
+                "tls": tls,
                 "login": login if session.authenticated else None,
                 "data": envelope.original_content.decode("latin-1"),
             })
@@ -64,7 +72,8 @@ def authenticator(user, password, quiet):
         ok = auth_data.login.decode() == user and auth_data.password.decode() == password
         if not quiet:
             emit({"event": "auth", "login": auth_data.login.decode(), "ok": ok})
-        return AuthResult(success=ok, auth_data=auth_data.login if ok else None)
+        # handled=False: aiosmtpd then answers 535 itself on failure.
+        return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
 
     return check
 

@@ -279,7 +279,7 @@ pub fn classify(error: &SmtpError) -> SendError {
     if error.is_timeout() {
         return SendError::new(FailureKind::Transient, "timeout", text);
     }
-    if error.is_tls() {
+    if error.is_tls() || tls_refused(error) {
         // A certificate the relay cannot prove will not fix itself on retry.
         return SendError::new(FailureKind::Provider, "tls", text);
     }
@@ -289,6 +289,19 @@ pub fn classify(error: &SmtpError) -> SendError {
         return SendError::new(FailureKind::Provider, "client", text);
     }
     SendError::new(FailureKind::Transient, "io", text)
+}
+
+/// Whether the connection failed because the TLS handshake refused the relay: rustls reports
+/// a bad certificate as an `InvalidData` I/O error, which lettre wraps as a connection error.
+fn tls_refused(error: &SmtpError) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::InvalidData;
+        }
+        source = err.source();
+    }
+    false
 }
 
 #[cfg(test)]
