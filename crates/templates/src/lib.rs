@@ -8,12 +8,42 @@
 //!   `scores.engagment`), pointing at the first occurrence.
 //! * Rendering is strict ([`minijinja::UndefinedBehavior::Strict`]): a missing value is an error
 //!   with its position, never an empty hole; use `|default(...)` for an explicit fallback.
+//! * Rendering a user's message: build a [`RenderContext`] once per user from typed data and call
+//!   [`TemplateSet::render_context`]; traits and other JSON maps are converted only where a
+//!   template reads them. [`TemplateSet::render`] takes a JSON object instead (converted whole,
+//!   slower) for tests and one-offs.
+//!
+//!   ```
+//!   use whisperer_templates::{Decision, RenderContext, Schema, Scores, TemplateSet};
+//!
+//!   let mut set = TemplateSet::new("en");
+//!   let warnings = set
+//!       .insert("de", "Hallo {{ traits.first_name }}", "Dein Plan: {{ stage }}", None, &Schema::messages(&["sessions_7d"]))
+//!       .unwrap();
+//!   assert!(warnings.is_empty());
+//!   let traits = serde_json::json!({"first_name": "Ada", "locale": "de_AT"});
+//!   let traits = traits.as_object().unwrap().clone();
+//!   let locale = whisperer_templates::user_locale(&traits, None).unwrap_or_else(|| "en".into());
+//!   let ctx = RenderContext::new()
+//!       .traits(traits)
+//!       .features([("sessions_7d", 12.0)])
+//!       .scores(Scores { engagement: 0.7, churn: 0.2, stage: "active".into() })
+//!       .decision(Decision { id: "d1".into(), campaign: "weekly".into(), arm: "a".into(), ..Decision::default() })
+//!       .var("unsubscribe_url", "https://example.com/u/abc");
+//!   let message = set.render_context(&locale, &ctx).unwrap();
+//!   assert_eq!((message.locale_used.as_str(), message.subject.as_str()), ("de", "Hallo Ada"));
+//!   ```
+//! * Languages ([`language`]): [`detect_language`], [`check_language`] and [`user_locale`] (trait
+//!   `locale`/`language`, else Segment's `context.locale`). [`TemplateSet::insert`] returns a
+//!   [`LanguageWarning`] for each part that clearly reads as another language than its locale.
 //! * The `html` part is HTML auto-escaped; `subject` and `body` are plain text.
 //! * Locale fallback ([`resolve`]): `de-AT` → `de` → workspace default, tags normalised.
 //! * Filters: minijinja's builtins (`default`, `title`, `upper`, …) plus [`money`](filters::money)
 //!   and [`date`](filters::date).
 
+pub mod context;
 pub mod filters;
+pub mod language;
 pub mod locale;
 pub mod schema;
 
@@ -23,6 +53,8 @@ use std::sync::LazyLock;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 
+pub use context::{Decision, JsonMap, RenderContext, Scores};
+pub use language::{Detected, LanguageWarning, WrongLanguage, check_language, detect_language, user_locale};
 pub use locale::{normalize as normalize_locale, resolve};
 pub use schema::{Fields, Schema};
 
@@ -293,11 +325,18 @@ pub struct Rendered {
     pub html: Option<String>,
 }
 
+/// One part's source and its name in the set's environment.
+#[derive(Debug, Clone)]
+struct Source {
+    name: String,
+    text: String,
+}
+
 #[derive(Debug, Clone)]
 struct Localized {
-    subject: String,
-    body: String,
-    html: Option<String>,
+    subject: Source,
+    body: Source,
+    html: Option<Source>,
 }
 
 /// The templates of one message, per locale, with a workspace default locale.
@@ -329,6 +368,10 @@ impl TemplateSet {
 
     /// Compiles and validates the parts for `locale` against `schema`, then adds (or replaces)
     /// them. Nothing is changed on error.
+    ///
+    /// Returns the parts whose text reliably reads as another language than `locale` (a `de`
+    /// body written in English): warnings for the editor, not errors, since a brand name or a
+    /// quoted product title can trip the detector.
     pub fn insert(
         &mut self,
         locale: &str,
@@ -336,7 +379,7 @@ impl TemplateSet {
         body: &str,
         html: Option<&str>,
         schema: &Schema,
-    ) -> Result<(), SaveError> {
+    ) -> Result<Vec<LanguageWarning>, SaveError> {
         let tag = locale::normalize(locale);
         let mut parts = vec![(Part::Subject, subject), (Part::Body, body)];
         if let Some(html) = html {
@@ -351,14 +394,20 @@ impl TemplateSet {
                 |e| SaveError { locale: tag.clone(), part, error: TemplateError::from_minijinja(&e, source) },
             )?;
         }
+        let warnings =
+            parts.iter().filter_map(|&(part, source)| language::check_template(&tag, part, source)).collect();
         if html.is_none() {
             self.env.remove_template(&format!("{tag}/{}", Part::Html.file()));
         }
-        self.locales.insert(
-            tag,
-            Localized { subject: subject.to_owned(), body: body.to_owned(), html: html.map(str::to_owned) },
-        );
-        Ok(())
+        let source =
+            |part: Part, text: &str| Source { name: format!("{tag}/{}", part.file()), text: text.to_owned() };
+        let localized = Localized {
+            subject: source(Part::Subject, subject),
+            body: source(Part::Body, body),
+            html: html.map(|h| source(Part::Html, h)),
+        };
+        self.locales.insert(tag, localized);
+        Ok(warnings)
     }
 
     /// Removes a locale; returns whether it was present.
@@ -372,28 +421,49 @@ impl TemplateSet {
 
     /// The locale that [`render`](Self::render) would use for `wanted`.
     pub fn resolve_locale(&self, wanted: &str) -> Option<&str> {
-        locale::chain(wanted, &self.default_locale)
-            .into_iter()
-            .find_map(|c| self.locales.get_key_value(&c).map(|(k, _)| k.as_str()))
+        self.resolve_entry(wanted).map(|(tag, _)| tag)
     }
 
-    /// Renders the message in the first available locale of the fallback chain for `wanted`.
+    /// Walks the fallback chain without allocating when `wanted` is already normalised (the
+    /// common case: it comes from [`user_locale`]).
+    fn resolve_entry(&self, wanted: &str) -> Option<(&str, &Localized)> {
+        let normalized;
+        let wanted = if locale::is_normalized(wanted) {
+            wanted
+        } else {
+            normalized = locale::normalize(wanted);
+            &normalized
+        };
+        [wanted, self.default_locale.as_str()].into_iter().find_map(|tag| {
+            locale::truncations(tag).find_map(|c| self.locales.get_key_value(c).map(|(k, v)| (k.as_str(), v)))
+        })
+    }
+
+    /// Renders the message in the first available locale of the fallback chain for `wanted`,
+    /// with a context built once per user. This is the fast path.
+    pub fn render_context(&self, wanted: &str, ctx: &RenderContext) -> Result<Rendered, RenderError> {
+        self.render_value(wanted, &ctx.to_value())
+    }
+
+    /// Like [`render_context`](Self::render_context) with a JSON object as the context; every
+    /// value is converted before rendering, so prefer a [`RenderContext`] on hot paths.
     pub fn render(&self, wanted: &str, ctx: &serde_json::Value) -> Result<Rendered, RenderError> {
         if !ctx.is_object() {
             return Err(RenderError::BadContext);
         }
-        let tag =
-            self.resolve_locale(wanted).ok_or_else(|| RenderError::NoLocale { wanted: wanted.to_owned() })?;
-        let localized = &self.locales[tag];
-        let ctx = Value::from(minijinja::value::Serde(ctx));
-        let render = |part: Part, source: &str| -> Result<String, RenderError> {
+        self.render_value(wanted, &context::json_value(ctx))
+    }
+
+    fn render_value(&self, wanted: &str, ctx: &Value) -> Result<Rendered, RenderError> {
+        let (tag, localized) =
+            self.resolve_entry(wanted).ok_or_else(|| RenderError::NoLocale { wanted: wanted.to_owned() })?;
+        let render = |part: Part, source: &Source| -> Result<String, RenderError> {
             let err = |e: minijinja::Error| RenderError::Template {
                 locale: tag.to_owned(),
                 part,
-                error: TemplateError::from_minijinja(&e, source),
+                error: TemplateError::from_minijinja(&e, &source.text),
             };
-            let name = format!("{tag}/{}", part.file());
-            self.env.get_template(&name).and_then(|t| t.render(ctx.clone())).map_err(err)
+            self.env.get_template(&source.name).and_then(|t| t.render(ctx.clone())).map_err(err)
         };
         Ok(Rendered {
             locale_used: tag.to_owned(),

@@ -29,6 +29,33 @@ pub fn normalize(tag: &str) -> String {
     out
 }
 
+/// Whether `tag` is already what [`normalize`] returns, checked without allocating.
+pub fn is_normalized(tag: &str) -> bool {
+    if tag.is_empty() {
+        return true;
+    }
+    tag.split('-').enumerate().all(|(i, sub)| {
+        let b = sub.as_bytes();
+        let plain =
+            !b.is_empty() && b.iter().all(|c| !matches!(c, b'_' | b'.' | b'@') && !c.is_ascii_whitespace());
+        let alpha = b.iter().all(u8::is_ascii_alphabetic);
+        plain
+            && if i > 0 && b.len() == 2 && alpha {
+                b.iter().all(u8::is_ascii_uppercase)
+            } else if i > 0 && b.len() == 4 && alpha {
+                b[0].is_ascii_uppercase() && b[1..].iter().all(u8::is_ascii_lowercase)
+            } else {
+                !b.iter().any(u8::is_ascii_uppercase)
+            }
+    })
+}
+
+/// `tag` and its truncations, most specific first: `de-AT` → `de-AT`, `de`. Empty for `""`.
+pub fn truncations(tag: &str) -> impl Iterator<Item = &str> {
+    std::iter::successors((!tag.is_empty()).then_some(tag), |t| t.rfind('-').map(|i| &t[..i]))
+        .filter(|t| !t.is_empty())
+}
+
 /// The candidate chain for `wanted` then `workspace_default`, most specific first, each tag
 /// followed by its truncations (`de-AT` → `de-AT`, `de`), normalised and without duplicates.
 pub fn chain(wanted: &str, workspace_default: &str) -> Vec<String> {
@@ -71,6 +98,32 @@ mod tests {
         assert_eq!(normalize("es-419"), "es-419");
         assert_eq!(normalize("de_DE.UTF-8"), "de-DE");
         assert_eq!(normalize(" en "), "en");
+    }
+
+    #[test]
+    fn is_normalized_agrees_with_normalize() {
+        for tag in [
+            "de-AT",
+            "DE_at",
+            "de",
+            "De",
+            "zh-Hant-TW",
+            "zh-hant-TW",
+            "es-419",
+            "de_DE.UTF-8",
+            " en",
+            "en-",
+            "",
+            "de--AT",
+            "en-gb",
+            "sr-Latn",
+            "x-PRIVATE",
+            "de@euro",
+        ] {
+            assert_eq!(is_normalized(tag), normalize(tag) == tag, "{tag:?}");
+        }
+        assert_eq!(truncations("zh-Hant-TW").collect::<Vec<_>>(), ["zh-Hant-TW", "zh-Hant", "zh"]);
+        assert_eq!(truncations("").count(), 0);
     }
 
     #[test]

@@ -213,3 +213,123 @@ fn filters() {
         .unwrap_err();
     assert!(e.to_string().contains("not an ISO-8601 date"), "{e}");
 }
+
+fn traits(v: serde_json::Value) -> JsonMap {
+    v.as_object().cloned().expect("an object")
+}
+
+fn typed_context() -> RenderContext {
+    RenderContext::new()
+        .traits(traits(
+            json!({"first_name": "ada", "total": 123456, "tags": ["a", "b"], "address": {"city": "Wien"}}),
+        ))
+        .features([("sessions_7d", 12.0)])
+        .scores(Scores { engagement: 0.7, churn: 0.62, stage: "active".into() })
+        .decision(Decision {
+            id: "d1".into(),
+            campaign: "weekly".into(),
+            arm: "b".into(),
+            channel: Some("email".into()),
+            content: Some(json!([{"title": "Mug", "price": 1299}, {"title": "Kettle", "price": 5999}])),
+        })
+        .var("unsubscribe_url", "https://example.com/u/1")
+        .json("brand", json!({"name": "A&B"}))
+}
+
+#[test]
+fn typed_context_renders_like_json() {
+    let mut set = TemplateSet::new("en");
+    let body = "{{ traits.first_name|title }} {{ traits.total|money('EUR') }} {{ traits.tags|join(',') }} \
+                {{ traits.address.city }} {{ features.sessions_7d }} {{ scores.churn }} {{ stage|upper }} \
+                {{ decision.id }}/{{ decision.campaign }}/{{ decision.arm }}/{{ decision.channel }} \
+                {% for item in decision.content %}{{ item.title }}={{ item.price|money('EUR') }};{% endfor %} \
+                {{ unsubscribe_url }} {{ traits|length }} {% for k in traits|sort %}{{ k }},{% endfor %}";
+    set.insert("en", "{{ brand.name }}", body, Some("<p>{{ brand.name }}</p>"), &schema()).unwrap();
+    let typed = set.render_context("en", &typed_context()).unwrap();
+    let expected = "Ada €1,234.56 a,b Wien 12.0 0.62 ACTIVE d1/weekly/b/email Mug=€12.99;Kettle=€59.99; \
+                    https://example.com/u/1 4 address,first_name,tags,total,";
+    assert_eq!(typed.body, expected);
+    assert_eq!(typed.html.as_deref(), Some("<p>A&amp;B</p>"));
+    let json = set
+        .render(
+            "en",
+            &json!({
+                "traits": {"first_name": "ada", "total": 123456, "tags": ["a", "b"], "address": {"city": "Wien"}},
+                "features": {"sessions_7d": 12.0},
+                "scores": {"engagement": 0.7, "churn": 0.62},
+                "stage": "active",
+                "decision": {"id": "d1", "campaign": "weekly", "arm": "b", "channel": "email",
+                             "content": [{"title": "Mug", "price": 1299}, {"title": "Kettle", "price": 5999}]},
+                "unsubscribe_url": "https://example.com/u/1",
+                "brand": {"name": "A&B"}
+            }),
+        )
+        .unwrap();
+    assert_eq!(json, typed);
+    let from_map = RenderContext::from_json_map(traits(json!({"stage": "x", "brand": {"name": "Y"}})));
+    set.insert("fr", "{{ brand.name }}", "{{ stage }}", None, &schema()).unwrap();
+    assert_eq!(set.render_context("fr", &from_map).unwrap().body, "x");
+}
+
+#[test]
+fn typed_context_is_strict() {
+    let mut set = TemplateSet::new("en");
+    let s = schema();
+    set.insert("en", "Hi {{ traits.first_name }}", "Hello,\n  {{ traits.frist_name }}", None, &s).unwrap();
+    match set.render_context("en", &typed_context()).unwrap_err() {
+        RenderError::Template { locale, part, error } => {
+            assert_eq!((locale.as_str(), part), ("en", Part::Body));
+            assert_eq!(error.to_string(), "2:6: unknown variable traits.frist_name");
+        }
+        other => panic!("{other:?}"),
+    }
+    // missing roots, absent optional decision fields, unknown nested keys and `if` on a missing
+    // trait are errors, not empty output
+    for body in [
+        "{{ user.id }}",
+        "{{ decision.content }}",
+        "{{ traits.address.zip }}",
+        "{% if traits.vip %}VIP{% endif %}",
+        "{{ scores.engagment }}",
+    ] {
+        let mut set = TemplateSet::new("en");
+        set.insert(
+            "en",
+            "s",
+            body,
+            None,
+            &Schema::new().any("user").any("decision").any("traits").any("scores"),
+        )
+        .unwrap();
+        let ctx = RenderContext::new()
+            .traits(traits(json!({"address": {"city": "Wien"}})))
+            .decision(Decision::default())
+            .scores(Scores { engagement: 1.0, churn: 0.0, stage: "new".into() });
+        assert!(set.render_context("en", &ctx).is_err(), "{body}");
+    }
+}
+
+#[test]
+fn wrong_language_warned_at_save() {
+    let mut set = TemplateSet::new("en");
+    let s = schema();
+    let english = "Hi {{ traits.first_name }},\n\nThank you for your order. We shipped the package today \
+                   and hope you enjoy your new products.\n\nUnsubscribe: {{ unsubscribe_url }}";
+    let german = "Hallo {{ traits.first_name }},\n\nvielen Dank für deine Bestellung. Wir haben das Paket \
+                  heute verschickt und wünschen dir viel Freude.\n\nAbmelden: {{ unsubscribe_url }}";
+    let warnings =
+        set.insert("de_AT", "Deine Bestellung", english, Some(&format!("<p>{german}</p>")), &s).unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    let w = &warnings[0];
+    assert_eq!((w.locale.as_str(), w.part, w.detected), ("de-AT", Part::Body, "en"));
+    assert!(w.confidence > 0.9);
+    assert_eq!(w.to_string(), format!("de-AT body reads as en (confidence {:.2})", w.confidence));
+    // a warning is not an error: the locale is saved
+    assert_eq!(set.locales(), ["de-AT"]);
+    assert!(set.insert("de", "Deine Bestellung", german, None, &s).unwrap().is_empty());
+    assert!(set.insert("en", "Your order", english, None, &s).unwrap().is_empty());
+    // short parts and a German text with an English brand are fine
+    assert!(
+        set.insert("de", "Hi {{ traits.first_name }}", "Acme Weekly Picks", None, &s).unwrap().is_empty()
+    );
+}
