@@ -13,6 +13,7 @@
 pub mod email;
 pub mod http;
 pub mod push;
+pub mod router;
 pub mod sms;
 pub mod webhook;
 
