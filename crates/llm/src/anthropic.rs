@@ -259,6 +259,10 @@ impl Provider for Anthropic {
         self.policy
     }
 
+    fn max_choices(&self) -> u32 {
+        1
+    }
+
     async fn send(&self, request: &CompletionRequest) -> Result<Completion, ProviderError> {
         if request.n != 1 {
             return Err(ProviderError::new(

@@ -337,6 +337,13 @@ impl Generator {
         let provider = self.provider.as_ref();
         let key = CacheKey::new(provider.name(), provider.model(), request);
         let mut record = GenerationRecord { cache_key: key.to_hex(), ..self.record() };
+        if request.n == 0 || request.n > provider.max_choices() {
+            let message = match provider.max_choices() {
+                1 => format!("n: {} returns one answer per call, asked for {}", provider.name(), request.n),
+                max => format!("n: must be between 1 and {max}, got {}", request.n),
+            };
+            return Err(GenerationFailure { error: LlmError::InvalidRequest(message), record });
+        }
         let now = self.clock.now();
 
         let cached = self.cache().get(&key, now);

@@ -54,6 +54,10 @@ pub trait Provider: Send + Sync {
     fn model(&self) -> &str;
     fn pricing(&self) -> Pricing;
     fn retry_policy(&self) -> RetryPolicy;
+    /// Most answers one call can return (`n`).
+    fn max_choices(&self) -> u32 {
+        128
+    }
     async fn send(&self, request: &CompletionRequest) -> Result<Completion, ProviderError>;
 }
 
