@@ -94,8 +94,8 @@ pub async fn post_decide(
     let bad = |m: &str| ApiError::new(ErrorCode::InvalidParameter, m.to_owned());
     let Value::Object(body) = body else { return Err(bad("body must be an object")) };
     for key in body.keys() {
-        if !["userId", "campaign", "context"].contains(&key.as_str()) {
-            return Err(bad(&format!("unknown field {key:?} (known: userId, campaign, context)")));
+        if !["userId", "campaign", "context", "deliver"].contains(&key.as_str()) {
+            return Err(bad(&format!("unknown field {key:?} (known: userId, campaign, context, deliver)")));
         }
     }
     let user_id = body.get("userId").and_then(Value::as_str).filter(|s| !s.is_empty() && s.len() <= 512);
@@ -110,10 +110,15 @@ pub async fn post_decide(
         Some(Value::Object(c)) => Some(c),
         Some(_) => return Err(bad("context must be an object")),
     };
+    let deliver = match body.get("deliver") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("deliver must be true or false")),
+    };
     let decision = state
         .inner
         .decisions
-        .decide(&caller.workspace, DecideRequest { user_id, campaign, context })
+        .decide(&caller.workspace, DecideRequest { user_id, campaign, context, deliver })
         .await
         .map_err(|e| match e {
             ServiceError::UnknownCampaign(c) => {

@@ -72,6 +72,46 @@ pub struct NewEvent {
     pub enrichment: String,
 }
 
+impl NewEvent {
+    /// A track event Whisperer writes itself (a lifecycle change, a message sent, opened or
+    /// clicked), shaped like a client's so every consumer reads it the same way. The caller
+    /// derives `message_id` from what happened, so writing the same event again after a crash
+    /// stores nothing.
+    pub fn whisperer_track(
+        workspace_id: &WorkspaceId,
+        message_id: String,
+        name: &str,
+        user_id: Option<String>,
+        anonymous_id: Option<String>,
+        timestamp: Millis,
+        properties: serde_json::Value,
+    ) -> NewEvent {
+        let raw = serde_json::json!({
+            "type": "track",
+            "event": name,
+            "messageId": message_id,
+            "userId": user_id,
+            "anonymousId": anonymous_id,
+            "timestamp": timestamp.to_rfc3339(),
+            "properties": properties,
+            "context": {"library": {"name": "whisperer"}},
+        });
+        NewEvent {
+            workspace_id: workspace_id.clone(),
+            message_id,
+            event_type: EventType::Track,
+            name: Some(name.to_owned()),
+            user_id,
+            anonymous_id,
+            previous_id: None,
+            timestamp,
+            received_at: Millis::now(),
+            raw: raw.to_string(),
+            enrichment: "{}".into(),
+        }
+    }
+}
+
 /// An event read back from the log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredEvent {

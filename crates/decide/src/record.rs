@@ -1,8 +1,9 @@
 //! Decisions and outcomes as the store keeps them.
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use whisperer_core::Millis;
-use whisperer_store::{DecisionRecord, OutcomeUpdate};
+use whisperer_core::{Channel, Millis};
+use whisperer_store::{DecisionRecord, MessageRecord, MessageStatus, OutcomeUpdate};
 
 use crate::engine::{Decision, DecisionStatus, Explanation, Outcome, OutcomeKind};
 
@@ -37,6 +38,61 @@ pub fn to_record(d: &Decision) -> DecisionRecord {
         opened_at: None,
         clicked_at: None,
     }
+}
+
+/// What the sender needs to turn a decision into a message: the outbox body of a message the
+/// decision engine enqueued.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryJob {
+    pub decision_id: String,
+    pub campaign: String,
+    pub campaign_version: i64,
+    pub arm: String,
+    pub channel: Channel,
+    /// The content's id in the campaign (its template or brief).
+    pub content: Option<String>,
+    pub user_id: Option<String>,
+}
+
+/// The outbox id of a decision's message: one message per decision, so a replayed trigger or
+/// a retried write never enqueues a second one.
+pub fn message_id(decision_id: &str) -> String {
+    format!("msg_{decision_id}")
+}
+
+/// The message a decision to send enqueues, due when the decision says it goes out; None for
+/// decisions that send nothing.
+pub fn to_outbox(d: &Decision) -> Option<MessageRecord> {
+    if d.status != DecisionStatus::Send {
+        return None;
+    }
+    let channel = d.channel?;
+    let job = DeliveryJob {
+        decision_id: d.id.clone(),
+        campaign: d.campaign.clone(),
+        campaign_version: d.campaign_version,
+        arm: d.arm_name.clone().unwrap_or_default(),
+        channel,
+        content: d.content.clone(),
+        user_id: d.user_id.clone(),
+    };
+    Some(MessageRecord {
+        id: message_id(&d.id),
+        person: d.person,
+        channel: channel.as_str().into(),
+        decision_id: Some(d.id.clone()),
+        campaign: Some(d.campaign.clone()),
+        status: MessageStatus::Queued,
+        attempts: 0,
+        due_at: Millis(d.deliver_at.unwrap_or(d.at).max(d.at)),
+        lease_until: None,
+        provider: None,
+        provider_message_id: None,
+        body: json!({ "job": job }).to_string(),
+        error: None,
+        created_at: Millis(d.at),
+        updated_at: Millis(d.at),
+    })
 }
 
 /// The parts of a stored decision the engine needs to watch it again after a restart (the

@@ -16,7 +16,7 @@ use whisperer_store::{ConsumerCommit, DecisionQuery, LearnerCommit, Store, Store
 use crate::engine::{DecideError, Decision, Draw, Engine, LATE_GRACE_MS, Outcome, fnv1a};
 use crate::fatigue::{FATIGUE_SETTING, FatigueRules};
 use crate::policy::PolicyState;
-use crate::record::{from_record, to_record, to_update};
+use crate::record::{from_record, to_outbox, to_record, to_update};
 use crate::{CampaignSpec, UserContext};
 
 /// The learner's consumer name (checkpoint and policy rows keyed by campaign number).
@@ -43,6 +43,8 @@ pub struct DecideRequest<'a> {
     pub user_id: &'a str,
     pub campaign: &'a str,
     pub context: Option<&'a Map<String, Value>>,
+    /// Whether Whisperer delivers the chosen message (else the caller does).
+    pub deliver: bool,
 }
 
 struct WsState {
@@ -92,6 +94,8 @@ struct Inner {
 struct Write {
     ws: WorkspaceId,
     record: whisperer_store::DecisionRecord,
+    /// The message the decision sends, when Whisperer delivers it.
+    message: Option<whisperer_store::MessageRecord>,
     done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
 }
 
@@ -109,7 +113,8 @@ async fn write_decisions(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::Recei
         }
         for (ws, writes) in by_ws {
             let records: Vec<_> = writes.iter().map(|w| w.record.clone()).collect();
-            let result = store.insert_decisions(&ws, &records, &[]).await;
+            let messages: Vec<_> = writes.iter().filter_map(|w| w.message.clone()).collect();
+            let result = store.insert_decisions(&ws, &records, &messages).await;
             for w in writes {
                 let _ = w.done.send(match &result {
                     Ok(()) => Ok(()),
@@ -150,17 +155,24 @@ impl DecisionService {
                 DecideError::UnknownCampaign(c) => ServiceError::UnknownCampaign(c),
             })?
         };
-        self.store_decisions(ws, vec![decision.clone()]).await?;
+        self.store_decisions(ws, vec![decision.clone()], req.deliver).await?;
         Ok(decision)
     }
 
     /// Stores decisions through the group commit; on failure the workspace is reloaded (the
     /// engine counted messages that will not go out).
-    async fn store_decisions(&self, ws: &WorkspaceId, decisions: Vec<Decision>) -> Result<(), ServiceError> {
+    /// With `deliver`, decisions to send enqueue their message in the same transaction.
+    async fn store_decisions(
+        &self,
+        ws: &WorkspaceId,
+        decisions: Vec<Decision>,
+        deliver: bool,
+    ) -> Result<(), ServiceError> {
         let mut waiting = Vec::with_capacity(decisions.len());
         for d in &decisions {
             let (done, stored) = tokio::sync::oneshot::channel();
-            let write = Write { ws: ws.clone(), record: to_record(d), done };
+            let message = if deliver { to_outbox(d) } else { None };
+            let write = Write { ws: ws.clone(), record: to_record(d), message, done };
             if self.inner.writes.send(write).await.is_err() {
                 self.forget(ws).await;
                 return Err(StoreError::Unavailable("decision writer stopped".into()).into());
@@ -266,7 +278,7 @@ impl DecisionService {
         }
         let n = made.len();
         if n > 0 {
-            self.store_decisions(ws, made).await?;
+            self.store_decisions(ws, made, true).await?;
         }
         Ok(n)
     }

@@ -107,10 +107,14 @@ async fn stored_learned_and_restarted(store: Arc<dyn Store>) {
     store.set_setting(&ws, "fatigue", r#"{"quiet_hours": null}"#, Millis::now()).await.unwrap();
 
     let service = DecisionService::new(store.clone(), None, None);
-    let req = DecideRequest { user_id: "ada", campaign: "nudge", context: None };
+    let req = DecideRequest { user_id: "ada", campaign: "nudge", context: None, deliver: true };
     let d = service.decide(&ws, req).await.unwrap();
     assert_eq!(d.status, DecisionStatus::Send, "{d:?}");
     assert!(d.id.starts_with("dec_") && d.propensity > 0.0);
+    // Delivered by Whisperer: the message was enqueued with the decision.
+    let queued = store.message(&ws, &format!("msg_{}", d.id)).await.unwrap().expect("enqueued");
+    assert_eq!((queued.decision_id.as_deref(), queued.channel.as_str()), (Some(d.id.as_str()), "in_app"));
+    assert!(queued.body.contains(r#""campaign":"nudge""#), "{}", queued.body);
     let stored = store.decisions(&ws, &DecisionQuery { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!((stored[0].id.as_str(), stored[0].arm.as_ref()), (d.id.as_str(), d.arm_name.as_ref()));
@@ -152,15 +156,20 @@ async fn stored_learned_and_restarted(store: Arc<dyn Store>) {
     // Unknown users are decided with defaults and say so; unknown campaigns are an error;
     // a campaign applied now is usable at once.
     let d = service
-        .decide(&ws, DecideRequest { user_id: "nobody", campaign: "nudge", context: None })
+        .decide(&ws, DecideRequest { user_id: "nobody", campaign: "nudge", context: None, deliver: false })
         .await
         .unwrap();
     assert!(d.person < 0 && d.explanation.notes.iter().any(|n| n.contains("unknown user")), "{d:?}");
-    let e = service.decide(&ws, DecideRequest { user_id: "ada", campaign: "later", context: None }).await;
+    if d.status == DecisionStatus::Send {
+        assert!(store.message(&ws, &format!("msg_{}", d.id)).await.unwrap().is_none(), "the caller delivers");
+    }
+    let e = service
+        .decide(&ws, DecideRequest { user_id: "ada", campaign: "later", context: None, deliver: false })
+        .await;
     assert!(matches!(e, Err(ServiceError::UnknownCampaign(c)) if c == "later"));
     apply(store.as_ref(), &ws, &CAMPAIGN.replace("id = \"nudge\"", "id = \"later\"")).await;
     let d = service
-        .decide(&ws, DecideRequest { user_id: "ada", campaign: "later", context: None })
+        .decide(&ws, DecideRequest { user_id: "ada", campaign: "later", context: None, deliver: false })
         .await
         .unwrap();
     assert_eq!(d.campaign, "later");

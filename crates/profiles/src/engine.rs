@@ -14,7 +14,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use whisperer_core::{EventType, Millis, NewEvent, PersonId, StoredEvent, WorkspaceId};
+use whisperer_core::{Millis, NewEvent, PersonId, StoredEvent, WorkspaceId};
 use whisperer_store::{ConsumerCommit, PersonMerge, Store, StoreError};
 
 use crate::dictionary::{Dictionary, DictionaryData};
@@ -393,29 +393,15 @@ impl ProfileEngine {
                 ids => ids,
             };
             let message_id = format!("lifecycle-{}-{}-{}", t.person, t.at, t.to.as_str());
-            let raw = json!({
-                "type": "track",
-                "event": LIFECYCLE_EVENT,
-                "messageId": message_id,
-                "userId": user_id,
-                "anonymousId": anonymous_id,
-                "timestamp": Millis(t.at).to_rfc3339(),
-                "properties": {"from": t.from.as_str(), "to": t.to.as_str(), "engagement_score": t.score},
-                "context": {"library": {"name": "whisperer"}},
-            });
-            events.push(NewEvent {
-                workspace_id: ws.clone(),
+            events.push(NewEvent::whisperer_track(
+                ws,
                 message_id,
-                event_type: EventType::Track,
-                name: Some(LIFECYCLE_EVENT.to_owned()),
+                LIFECYCLE_EVENT,
                 user_id,
                 anonymous_id,
-                previous_id: None,
-                timestamp: Millis(t.at),
-                received_at: Millis::now(),
-                raw: raw.to_string(),
-                enrichment: "{}".into(),
-            });
+                Millis(t.at),
+                json!({"from": t.from.as_str(), "to": t.to.as_str(), "engagement_score": t.score}),
+            ));
         }
         if !events.is_empty() {
             let since = Millis::now().saturating_add(-7 * 86_400_000);
