@@ -29,11 +29,14 @@ struct Seen {
     body: Bytes,
 }
 
+/// Status, extra headers, body.
+type Answer = (u16, Vec<(&'static str, &'static str)>, String);
+
 /// Canned answers, taken in order; the last one repeats.
 #[derive(Clone, Default)]
 struct Server {
     seen: Arc<Mutex<Vec<Seen>>>,
-    answers: Arc<Mutex<Vec<(u16, Vec<(&'static str, &'static str)>, String)>>>,
+    answers: Arc<Mutex<Vec<Answer>>>,
 }
 
 async fn record(
@@ -55,7 +58,7 @@ async fn record(
     response
 }
 
-async fn serve(answers: Vec<(u16, Vec<(&'static str, &'static str)>, String)>) -> (String, Server) {
+async fn serve(answers: Vec<Answer>) -> (String, Server) {
     let server = Server { seen: Default::default(), answers: Arc::new(Mutex::new(answers)) };
     let app = Router::new().fallback(record).with_state(server.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
