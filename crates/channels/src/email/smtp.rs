@@ -1,4 +1,4 @@
-//! SMTP delivery through a pooled lettre transport.
+//! SMTP delivery: lettre's SMTP client on connections this provider pools itself.
 //!
 //! Replies map to failure kinds the way a relay means them: a 4yz reply and any connection
 //! trouble are worth retrying; a mailbox problem (550/551/553, enhanced status 5.1.x) is the
