@@ -33,8 +33,9 @@ pub struct Decision {
     /// The arm's name.
     pub arm: String,
     pub channel: Option<String>,
-    /// Content chosen for the arm, e.g. a list of items with `title` and `price`.
-    pub content: Option<serde_json::Value>,
+    /// Content chosen for the arm, e.g. a list of items with `title` and `price`. Convert an
+    /// arm's JSON once with [`value_from_json`] and clone it per user (a reference count).
+    pub content: Option<Value>,
 }
 
 /// The variables of one user's message.
@@ -64,7 +65,8 @@ pub struct RenderContext {
 impl RenderContext {
     /// An empty context (every variable is undefined).
     pub fn new() -> Self {
-        Self::default()
+        // room for the standard roots without regrowing
+        RenderContext { root: Arc::new(Root { vars: Vec::with_capacity(10) }) }
     }
 
     /// A context whose root variables are the entries of a JSON object, each map read lazily.
@@ -101,7 +103,14 @@ impl RenderContext {
 
     /// `decision.*`.
     pub fn decision(mut self, decision: Decision) -> Self {
-        self.insert("decision", Value::from_object(DecisionObject(decision)));
+        let object = DecisionObject {
+            id: Value::from(decision.id),
+            campaign: Value::from(decision.campaign),
+            arm: Value::from(decision.arm),
+            channel: decision.channel.map(Value::from),
+            content: decision.content,
+        };
+        self.insert("decision", Value::from_object(object));
         self
     }
 
@@ -131,7 +140,7 @@ impl RenderContext {
     pub fn insert_json(&mut self, name: impl Into<Cow<'static, str>>, value: serde_json::Value) {
         let value = match value {
             serde_json::Value::Object(map) => Value::from_object(LazyMap(Arc::new(map))),
-            other => json_value(&other),
+            other => value_from_json(&other),
         };
         self.insert(name, value);
     }
@@ -186,7 +195,7 @@ impl Object for LazyMap {
     }
 
     fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
-        self.0.get(key).map(json_value)
+        self.0.get(key).map(value_from_json)
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
@@ -223,7 +232,13 @@ impl Object for ScoresObject {
 }
 
 #[derive(Debug)]
-struct DecisionObject(Decision);
+struct DecisionObject {
+    id: Value,
+    campaign: Value,
+    arm: Value,
+    channel: Option<Value>,
+    content: Option<Value>,
+}
 
 impl Object for DecisionObject {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
@@ -231,33 +246,56 @@ impl Object for DecisionObject {
     }
 
     fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
-        let d = &self.0;
         match key {
-            "id" => Some(Value::from(d.id.as_str())),
-            "campaign" => Some(Value::from(d.campaign.as_str())),
-            "arm" => Some(Value::from(d.arm.as_str())),
-            "channel" => d.channel.as_deref().map(Value::from),
-            "content" => d.content.as_ref().map(json_value),
+            "id" => Some(self.id.clone()),
+            "campaign" => Some(self.campaign.clone()),
+            "arm" => Some(self.arm.clone()),
+            "channel" => self.channel.clone(),
+            "content" => self.content.clone(),
             _ => None,
         }
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
-        let d = &self.0;
         let mut keys = vec![Value::from("id"), Value::from("campaign"), Value::from("arm")];
-        if d.channel.is_some() {
+        if self.channel.is_some() {
             keys.push(Value::from("channel"));
         }
-        if d.content.is_some() {
+        if self.content.is_some() {
             keys.push(Value::from("content"));
         }
         Enumerator::Values(keys)
     }
 }
 
-/// Converts JSON directly (no serde round trip): numbers keep minijinja's integer/float split
-/// so `money` sees integers, nested objects become string-keyed maps.
-pub(crate) fn json_value(v: &serde_json::Value) -> Value {
+/// A converted JSON object: keys and short strings are inline minijinja strings, so converting
+/// `{"title": "Blue mug", "price": 1299}` allocates the entry list and nothing per entry. Lookups
+/// scan (JSON objects in messages are small); the entries keep the JSON map's order.
+#[derive(Debug)]
+struct SmallMap(Vec<(Value, Value)>);
+
+impl Object for SmallMap {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.get_value_by_str(key.as_str()?)
+    }
+
+    fn get_value_by_str(self: &Arc<Self>, key: &str) -> Option<Value> {
+        self.0.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v.clone())
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        self.mapped_enumerator(|this| Box::new(this.0.iter().map(|(k, _)| k.clone())))
+    }
+
+    fn enumerator_len(self: &Arc<Self>) -> Option<usize> {
+        Some(self.0.len())
+    }
+}
+
+/// Converts JSON to a template value, whole (a [`RenderContext`] converts its maps lazily instead).
+/// Use it for values shared by many users, such as an arm's [`Decision::content`] or a `brand`
+/// block: convert once, clone per user. Integers stay integers (for `money`).
+pub fn value_from_json(v: &serde_json::Value) -> Value {
     use serde_json::Value as J;
     match v {
         J::Null => Value::from(()),
@@ -272,10 +310,10 @@ pub(crate) fn json_value(v: &serde_json::Value) -> Value {
             }
         }
         J::String(s) => Value::from(s.as_str()),
-        J::Array(items) => Value::from(items.iter().map(json_value).collect::<Vec<Value>>()),
-        J::Object(map) => Value::from_object(
-            map.iter().map(|(k, v)| (k.clone(), json_value(v))).collect::<BTreeMap<String, Value>>(),
-        ),
+        J::Array(items) => Value::from(items.iter().map(value_from_json).collect::<Vec<Value>>()),
+        J::Object(map) => Value::from_object(SmallMap(
+            map.iter().map(|(k, v)| (Value::from(k.as_str()), value_from_json(v))).collect(),
+        )),
     }
 }
 
@@ -287,14 +325,18 @@ mod tests {
     #[test]
     fn json_values_convert_like_serde() {
         let j = json!({"a": 1, "b": -2, "c": 1.5, "d": "x", "e": [true, null], "f": {"g": "h"}});
-        let direct = json_value(&j);
+        let direct = value_from_json(&j);
         let serde = Value::from(minijinja::value::Serde(&j));
         for key in ["a", "b", "c", "d"] {
             let (x, y) = (direct.get_attr(key).unwrap(), serde.get_attr(key).unwrap());
             assert_eq!((x.kind(), x.to_string()), (y.kind(), y.to_string()), "{key}");
         }
         assert_eq!(direct.get_attr("e").unwrap().to_string(), serde.get_attr("e").unwrap().to_string());
-        assert_eq!(direct.get_attr("f").unwrap().get_attr("g").unwrap().as_str(), Some("h"));
+        let f = direct.get_attr("f").unwrap();
+        assert_eq!(f.get_attr("g").unwrap().as_str(), Some("h"));
+        assert!(f.get_attr("x").unwrap().is_undefined());
+        assert_eq!(f.len(), Some(1));
+        assert_eq!(f.try_iter().unwrap().map(|k| k.to_string()).collect::<Vec<_>>(), ["g"]);
         assert_eq!(direct.get_attr("b").unwrap().as_i64(), Some(-2));
     }
 

@@ -1,5 +1,7 @@
 //! Message filters beyond minijinja's builtins: `money` and `date`.
 
+use std::fmt::Write;
+
 use minijinja::{Error, ErrorKind, Value};
 
 const MONTHS: [&str; 12] = [
@@ -26,7 +28,7 @@ fn invalid(msg: String) -> Error {
 /// (cents); zero-decimal currencies (JPY, KRW, …) take it as whole units. Unknown codes are
 /// appended: `1,234.56 CHF`. The separators are fixed (`,` thousands, `.` decimals).
 pub fn money(value: &Value, currency: &str) -> Result<String, Error> {
-    let cents: i64 = if let Ok(i) = i64::try_from(value.clone()) {
+    let cents: i64 = if let Some(i) = value.as_i64() {
         i
     } else if let Ok(f) = f64::try_from(value.clone()) {
         if !f.is_finite() || f.abs() > 9.0e15 {
@@ -39,43 +41,59 @@ pub fn money(value: &Value, currency: &str) -> Result<String, Error> {
             value.kind()
         )));
     };
-    let code = currency.trim().to_ascii_uppercase();
-    let decimals = match code.as_str() {
-        "JPY" | "KRW" | "VND" | "CLP" | "ISK" | "HUF" | "TWD" | "UGX" | "XAF" | "XOF" => 0,
-        "BHD" | "KWD" | "OMR" | "JOD" | "TND" => 3,
-        _ => 2,
+    let code = currency.trim();
+    let is = |codes: &[&str]| codes.iter().any(|c| c.eq_ignore_ascii_case(code));
+    let decimals = if is(&["JPY", "KRW", "VND", "CLP", "ISK", "HUF", "TWD", "UGX", "XAF", "XOF"]) {
+        0
+    } else if is(&["BHD", "KWD", "OMR", "JOD", "TND"]) {
+        3
+    } else {
+        2
     };
-    let symbol = match code.as_str() {
-        "USD" => Some("$"),
-        "EUR" => Some("€"),
-        "GBP" => Some("£"),
-        "JPY" => Some("¥"),
-        "INR" => Some("₹"),
-        "KRW" => Some("₩"),
-        _ => None,
-    };
-    let neg = cents < 0;
+    let symbol = [("USD", "$"), ("EUR", "€"), ("GBP", "£"), ("JPY", "¥"), ("INR", "₹"), ("KRW", "₩")]
+        .iter()
+        .find(|(c, _)| c.eq_ignore_ascii_case(code))
+        .map(|&(_, sym)| sym);
     let abs = cents.unsigned_abs();
     let scale = 10u64.pow(decimals);
-    let whole = abs / scale;
-    let frac = abs % scale;
-    let digits = whole.to_string();
-    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push(',');
+    // Built in one buffer: this filter runs for every price in every message.
+    let mut out = String::with_capacity(32);
+    if cents < 0 {
+        out.push('-');
+    }
+    if let Some(sym) = symbol {
+        out.push_str(sym);
+    }
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut whole = abs / scale;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (whole % 10) as u8;
+        whole /= 10;
+        if whole == 0 {
+            break;
         }
-        grouped.push(ch);
+    }
+    let digits = &digits[start..];
+    for (i, &d) in digits.iter().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(char::from(d));
     }
     if decimals > 0 {
-        grouped.push('.');
-        grouped.push_str(&format!("{frac:0width$}", width = decimals as usize));
+        out.push('.');
+        let frac = abs % scale;
+        for p in (0..decimals).rev() {
+            out.push(char::from(b'0' + (frac / 10u64.pow(p) % 10) as u8));
+        }
     }
-    let sign = if neg { "-" } else { "" };
-    Ok(match symbol {
-        Some(sym) => format!("{sign}{sym}{grouped}"),
-        None => format!("{sign}{grouped} {code}"),
-    })
+    if symbol.is_none() {
+        out.push(' ');
+        out.extend(code.chars().map(|c| c.to_ascii_uppercase()));
+    }
+    Ok(out)
 }
 
 /// Date/time fields parsed from an ISO-8601 string, as written (no time-zone conversion).
@@ -160,22 +178,23 @@ pub fn date(value: &str, pattern: Option<&str>) -> Result<String, Error> {
         }
         let month = MONTHS[dt.month as usize - 1];
         let wd = WEEKDAYS[weekday(dt.year, dt.month, dt.day)];
-        match chars.next() {
-            Some('Y') => out.push_str(&format!("{:04}", dt.year)),
-            Some('m') => out.push_str(&format!("{:02}", dt.month)),
-            Some('d') => out.push_str(&format!("{:02}", dt.day)),
-            Some('e') => out.push_str(&dt.day.to_string()),
-            Some('H') => out.push_str(&format!("{:02}", dt.hour)),
-            Some('M') => out.push_str(&format!("{:02}", dt.minute)),
-            Some('S') => out.push_str(&format!("{:02}", dt.second)),
-            Some('B') => out.push_str(month),
-            Some('b') => out.push_str(&month[..3]),
-            Some('A') => out.push_str(wd),
-            Some('a') => out.push_str(&wd[..3]),
-            Some('%') => out.push('%'),
+        // Writing to a String cannot fail.
+        let _ = match chars.next() {
+            Some('Y') => write!(out, "{:04}", dt.year),
+            Some('m') => write!(out, "{:02}", dt.month),
+            Some('d') => write!(out, "{:02}", dt.day),
+            Some('e') => write!(out, "{}", dt.day),
+            Some('H') => write!(out, "{:02}", dt.hour),
+            Some('M') => write!(out, "{:02}", dt.minute),
+            Some('S') => write!(out, "{:02}", dt.second),
+            Some('B') => out.write_str(month),
+            Some('b') => out.write_str(&month[..3]),
+            Some('A') => out.write_str(wd),
+            Some('a') => out.write_str(&wd[..3]),
+            Some('%') => out.write_char('%'),
             Some(other) => return Err(invalid(format!("date: unknown pattern token %{other}"))),
             None => return Err(invalid("date: pattern ends with %".to_owned())),
-        }
+        };
     }
     Ok(out)
 }
@@ -192,6 +211,11 @@ mod tests {
         assert_eq!(money(&Value::from(1500), "JPY").unwrap(), "¥1,500");
         assert_eq!(money(&Value::from(100000000), "CHF").unwrap(), "1,000,000.00 CHF");
         assert_eq!(money(&Value::from(1999.0), "EUR").unwrap(), "€19.99");
+        assert_eq!(money(&Value::from(999), "EUR").unwrap(), "€9.99");
+        assert_eq!(money(&Value::from(100000), "EUR").unwrap(), "€1,000.00");
+        assert_eq!(money(&Value::from(0), "EUR").unwrap(), "€0.00");
+        assert_eq!(money(&Value::from(1234567), "kwd").unwrap(), "1,234.567 KWD");
+        assert_eq!(money(&Value::from(i64::MIN), "JPY").unwrap(), "-¥9,223,372,036,854,775,808");
         assert!(money(&Value::from("x"), "EUR").is_err());
     }
 

@@ -51,11 +51,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::LazyLock;
 
-use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 
-pub use context::{Decision, JsonMap, RenderContext, Scores};
+pub use context::{Decision, JsonMap, RenderContext, Scores, value_from_json};
 pub use language::{Detected, LanguageWarning, WrongLanguage, check_language, detect_language, user_locale};
 pub use locale::{normalize as normalize_locale, resolve};
+/// Template values, as taken by [`RenderContext::var`] and [`Decision::content`].
+pub use minijinja::Value;
 pub use schema::{Fields, Schema};
 
 /// A compile, validation or render error at a 1-based `line` and `column` (characters) of the
@@ -451,7 +453,7 @@ impl TemplateSet {
         if !ctx.is_object() {
             return Err(RenderError::BadContext);
         }
-        self.render_value(wanted, &context::json_value(ctx))
+        self.render_value(wanted, &context::value_from_json(ctx))
     }
 
     fn render_value(&self, wanted: &str, ctx: &Value) -> Result<Rendered, RenderError> {

@@ -230,7 +230,9 @@ fn typed_context() -> RenderContext {
             campaign: "weekly".into(),
             arm: "b".into(),
             channel: Some("email".into()),
-            content: Some(json!([{"title": "Mug", "price": 1299}, {"title": "Kettle", "price": 5999}])),
+            content: Some(value_from_json(
+                &json!([{"title": "Mug", "price": 1299}, {"title": "Kettle", "price": 5999}]),
+            )),
         })
         .var("unsubscribe_url", "https://example.com/u/1")
         .json("brand", json!({"name": "A&B"}))
