@@ -22,6 +22,8 @@ pub const SYSTEM_EVENTS: &[&str] = &[
     "Message Opened",
     "Message Clicked",
     "Message Bounced",
+    "Message Deferred",
+    "Message Failed",
     "Unsubscribed",
 ];
 

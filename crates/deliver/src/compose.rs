@@ -1,0 +1,346 @@
+//! Turning a delivery job into a message: the campaign's content, the user's template in
+//! their locale rendered with their traits, features and scores, tracking links, and the
+//! compliance gate. A message that fails any step is never sent; the step and the reason are
+//! recorded instead.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use whisperer_channels::{Channel, Message, MessageKind, Recipient};
+use whisperer_compliance::{ComplianceRules, OutgoingMessage, Violation};
+use whisperer_core::{Millis, PersonId, WorkspaceId};
+use whisperer_decide::campaign::CampaignSpec;
+use whisperer_decide::record::DeliveryJob;
+use whisperer_decide::service::ChurnScorer;
+use whisperer_profiles::ProfileEngine;
+use whisperer_store::{DefinitionKind, MessageRecord, Store, StoreError};
+use whisperer_templates::{Decision as DecisionVars, RenderContext, Scores};
+
+use crate::template::{CompiledTemplate, TemplateDefinition};
+use crate::tracking::{Claims, Links, TrackingKey};
+
+/// How long a compiled template or campaign is reused before the store is asked again.
+const CACHE_FOR: Duration = Duration::from_secs(2);
+
+/// Why a job did not become a message. `code` is stable.
+#[derive(Clone, Debug, PartialEq, Serialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ComposeError {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
+    /// A store failure is worth retrying; everything else is final.
+    #[serde(skip)]
+    pub retryable: bool,
+}
+
+impl ComposeError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        ComposeError { code, message: message.into(), violations: Vec::new(), retryable: false }
+    }
+}
+
+impl From<StoreError> for ComposeError {
+    fn from(e: StoreError) -> Self {
+        ComposeError { code: "store", message: e.to_string(), violations: Vec::new(), retryable: true }
+    }
+}
+
+/// What composing needs of a workspace besides the job: its gate, its tracking.
+pub struct WorkspaceContent<'a> {
+    pub rules: &'a ComplianceRules,
+    /// Public base URL and key of tracking links, when configured.
+    pub tracking: Option<(&'a str, &'a TrackingKey)>,
+    pub opens_and_clicks: bool,
+}
+
+/// A user as a message may speak of them.
+#[derive(Clone, Debug, Default)]
+pub struct UserData {
+    pub user_id: Option<String>,
+    pub traits: Map<String, Value>,
+    pub features: Vec<(&'static str, f64)>,
+    pub scores: Option<Scores>,
+    pub time_zone: Option<String>,
+}
+
+/// A workspace's template by id, as last read, and when (None: the store has no such template).
+type TemplateCache = HashMap<(WorkspaceId, String), (Instant, Option<Arc<CompiledTemplate>>)>;
+
+/// Renders jobs into messages.
+pub struct Composer {
+    store: Arc<dyn Store>,
+    profiles: Option<ProfileEngine>,
+    churn: Option<ChurnScorer>,
+    templates: Mutex<TemplateCache>,
+    campaigns: Mutex<HashMap<(WorkspaceId, String, i64), Arc<CampaignSpec>>>,
+}
+
+impl Composer {
+    pub fn new(store: Arc<dyn Store>, profiles: Option<ProfileEngine>, churn: Option<ChurnScorer>) -> Self {
+        Composer { store, profiles, churn, templates: Default::default(), campaigns: Default::default() }
+    }
+
+    /// A workspace's current template by id, compiled (cached briefly).
+    pub async fn template(
+        &self,
+        ws: &WorkspaceId,
+        id: &str,
+    ) -> Result<Option<Arc<CompiledTemplate>>, ComposeError> {
+        let key = (ws.clone(), id.to_owned());
+        if let Some((at, t)) = lock(&self.templates).get(&key)
+            && at.elapsed() < CACHE_FOR
+        {
+            return Ok(t.clone());
+        }
+        let compiled = match self.store.definition(ws, DefinitionKind::Template, id, None).await? {
+            Some(r) => Some(Arc::new(TemplateDefinition::parse(&r.definition).map_err(|e| {
+                ComposeError::new(
+                    "template_error",
+                    format!("stored template {id:?} v{} no longer compiles: {e}", r.version),
+                )
+            })?)),
+            None => None,
+        };
+        lock(&self.templates).insert(key, (Instant::now(), compiled.clone()));
+        Ok(compiled)
+    }
+
+    async fn campaign(
+        &self,
+        ws: &WorkspaceId,
+        id: &str,
+        version: i64,
+    ) -> Result<Arc<CampaignSpec>, ComposeError> {
+        let key = (ws.clone(), id.to_owned(), version);
+        if let Some(spec) = lock(&self.campaigns).get(&key) {
+            return Ok(spec.clone());
+        }
+        let record = self.store.campaign(ws, id, Some(version)).await?.ok_or_else(|| {
+            ComposeError::new("unknown_campaign", format!("campaign {id:?} v{version} is not stored"))
+        })?;
+        let spec = CampaignSpec::parse(&record.definition)
+            .map_err(|e| ComposeError::new("unknown_campaign", format!("campaign {id:?} v{version}: {e}")))?;
+        let spec = Arc::new(spec);
+        lock(&self.campaigns).insert(key, spec.clone());
+        Ok(spec)
+    }
+
+    /// What is known of a user now: ids, merged traits, live features and scores.
+    pub async fn user(&self, ws: &WorkspaceId, person: PersonId) -> Result<Option<UserData>, ComposeError> {
+        let Some(found) = self.store.person(ws, person).await? else { return Ok(None) };
+        let mut traits = Map::new();
+        for t in self.store.identify_traits(ws, person).await? {
+            if let Value::Object(t) = t {
+                traits.extend(t);
+            }
+        }
+        let now = Millis::now().0;
+        let mut data = UserData { user_id: found.user_id, traits, ..UserData::default() };
+        if let Some(view) = self.profiles.as_ref().and_then(|p| p.view(ws, person, now)) {
+            data.features = whisperer_decide::context::FEATURE_NAMES
+                .iter()
+                .filter_map(|&name| {
+                    whisperer_decide::context::feature(&view.features, name).flatten().map(|v| (name, v))
+                })
+                .collect();
+            let churn = self.churn.as_ref().and_then(|c| c(ws, person, now)).unwrap_or(0.0);
+            data.scores =
+                Some(Scores { engagement: view.engagement.score, churn, stage: view.stage.as_str().into() });
+            data.time_zone = view.time_zone;
+        }
+        Ok(Some(data))
+    }
+
+    /// The message of a job, rendered, instrumented and through the gate.
+    pub async fn compose(
+        &self,
+        ws: &WorkspaceId,
+        content: &WorkspaceContent<'_>,
+        record: &MessageRecord,
+        job: &DeliveryJob,
+    ) -> Result<Message, ComposeError> {
+        let spec = self.campaign(ws, &job.campaign, job.campaign_version).await?;
+        let content_id = job.content.as_deref().unwrap_or_default();
+        let chosen = spec.actions.contents.iter().find(|c| c.id == content_id).ok_or_else(|| {
+            ComposeError::new("no_content", format!("campaign has no content {content_id:?}"))
+        })?;
+        let Some(template_id) = &chosen.template else {
+            return Err(ComposeError::new(
+                "no_template",
+                format!("content {content_id:?} has no template (briefs need an LLM provider)"),
+            ));
+        };
+        let template = self.template(ws, template_id).await?.ok_or_else(|| {
+            ComposeError::new("no_template", format!("no template {template_id:?} in this workspace"))
+        })?;
+        let user = self.user(ws, record.person).await?.ok_or_else(|| {
+            ComposeError::new("no_recipient", "the user is not in the store (merged away or deleted)")
+        })?;
+        let decision = DecisionVars {
+            id: job.decision_id.clone(),
+            campaign: job.campaign.clone(),
+            arm: job.arm.clone(),
+            channel: Some(job.channel.as_str().into()),
+            content: Some(whisperer_templates::Value::from(content_id)),
+        };
+        self.render(ws, content, record, job.channel, &template, &user, decision, Some(&job.campaign))
+    }
+
+    /// Renders a template for a user on a channel: what [`compose`](Self::compose) and the
+    /// preview share.
+    #[allow(clippy::too_many_arguments)]
+    pub fn render(
+        &self,
+        ws: &WorkspaceId,
+        content: &WorkspaceContent<'_>,
+        record: &MessageRecord,
+        channel: Channel,
+        template: &CompiledTemplate,
+        user: &UserData,
+        decision: DecisionVars,
+        campaign: Option<&str>,
+    ) -> Result<Message, ComposeError> {
+        let kind = template.definition.kind;
+        let recipient = recipient(channel, &user.traits)?;
+        let links = content.tracking.map(|(base_url, key)| Links {
+            base_url,
+            key,
+            claims: Claims {
+                w: ws.as_str().into(),
+                m: record.id.clone(),
+                u: user.user_id.clone(),
+                c: channel.as_str().into(),
+                d: record.decision_id.clone(),
+                k: campaign.map(str::to_owned),
+                l: None,
+            },
+        });
+        let unsubscribe_url = links.as_ref().map(|l| l.unsubscribe());
+        let mut ctx = RenderContext::new()
+            .traits(user.traits.clone())
+            .features(user.features.iter().copied())
+            .decision(decision)
+            .var("unsubscribe_url", unsubscribe_url.clone().unwrap_or_default());
+        if let Some(scores) = &user.scores {
+            ctx = ctx.scores(scores.clone());
+        }
+        if let Some(l) = &links {
+            ctx = ctx.var("open_pixel_url", l.open_pixel());
+        }
+        let locale = whisperer_templates::user_locale(&user.traits, None)
+            .unwrap_or_else(|| template.set.default_locale().to_owned());
+        let rendered = template
+            .set
+            .render_context(&locale, &ctx)
+            .map_err(|e| ComposeError::new("render_error", e.to_string()))?;
+        let mut html = rendered.html;
+        if channel == Channel::Email
+            && content.opens_and_clicks
+            && let (Some(l), Some(h)) = (&links, &html)
+        {
+            html = Some(l.instrument_html(h, unsubscribe_url.as_deref().unwrap_or_default()));
+        }
+        let subject = Some(rendered.subject).filter(|s| !s.is_empty());
+        let mut headers = Vec::new();
+        if channel == Channel::Email
+            && kind == MessageKind::Marketing
+            && let Some(url) = &unsubscribe_url
+        {
+            headers.push(("List-Unsubscribe".to_owned(), format!("<{url}>")));
+            headers.push(("List-Unsubscribe-Post".to_owned(), "List-Unsubscribe=One-Click".to_owned()));
+        }
+        let (email, phone) = (trait_str(&user.traits, "email"), trait_str(&user.traits, "phone"));
+        let name = trait_str(&user.traits, "name");
+        let outgoing = OutgoingMessage {
+            channel,
+            kind,
+            subject: subject.as_deref(),
+            body: &rendered.body,
+            html: html.as_deref(),
+            recipient: whisperer_compliance::Recipient { email, phone, name },
+            others: &[],
+            unsubscribe_url: unsubscribe_url.as_deref(),
+        };
+        if let Err(v) = whisperer_compliance::check(content.rules, &outgoing) {
+            return Err(ComposeError {
+                code: "compliance",
+                message: v.to_string(),
+                violations: v.0,
+                retryable: false,
+            });
+        }
+        let mut data = BTreeMap::new();
+        if let Some(d) = &record.decision_id {
+            data.insert("decision_id".to_owned(), d.clone());
+        }
+        if let Some(c) = campaign {
+            data.insert("campaign".to_owned(), c.to_owned());
+        }
+        data.insert("locale".to_owned(), rendered.locale_used);
+        Ok(Message {
+            id: record.id.clone(),
+            workspace: ws.as_str().into(),
+            person: record.person.to_string(),
+            user_id: user.user_id.clone(),
+            channel,
+            kind,
+            recipient,
+            subject,
+            text: rendered.body,
+            html,
+            headers,
+            data,
+        })
+    }
+}
+
+fn trait_str<'a>(traits: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    traits.get(name).and_then(Value::as_str).filter(|s| !s.trim().is_empty())
+}
+
+/// Where a channel's message goes for this user, from their traits: `email`, `phone`,
+/// `push_token` (FCM) or `web_push` (a browser subscription: endpoint and keys).
+fn recipient(channel: Channel, traits: &Map<String, Value>) -> Result<Recipient, ComposeError> {
+    let missing = |what: &str| ComposeError::new("no_recipient", format!("the user has no {what} trait"));
+    Ok(match channel {
+        Channel::Email => Recipient::Email {
+            address: trait_str(traits, "email").ok_or_else(|| missing("email"))?.to_owned(),
+            name: trait_str(traits, "name").map(str::to_owned),
+        },
+        Channel::Sms => Recipient::Phone {
+            number: trait_str(traits, "phone").ok_or_else(|| missing("phone"))?.to_owned(),
+        },
+        Channel::Push => {
+            if let Some(token) = trait_str(traits, "push_token") {
+                Recipient::PushToken { token: token.to_owned() }
+            } else {
+                let sub = traits
+                    .get("web_push")
+                    .and_then(Value::as_object)
+                    .ok_or_else(|| missing("push_token or web_push"))?;
+                let field = |k: &str| sub.get(k).and_then(Value::as_str).map(str::to_owned);
+                let keys = sub.get("keys").and_then(Value::as_object);
+                let key = |k: &str| {
+                    field(k)
+                        .or_else(|| keys.and_then(|m| m.get(k)).and_then(Value::as_str).map(str::to_owned))
+                };
+                match (field("endpoint"), key("p256dh"), key("auth")) {
+                    (Some(endpoint), Some(p256dh), Some(auth)) => {
+                        Recipient::WebPush { endpoint, p256dh, auth }
+                    }
+                    _ => return Err(missing("complete web_push subscription (endpoint, p256dh, auth)")),
+                }
+            }
+        }
+        Channel::InApp | Channel::Webhook => Recipient::Person,
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

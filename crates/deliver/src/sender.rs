@@ -1,0 +1,409 @@
+//! The outbox sender: claims due messages, composes them, sends them through the workspace's
+//! router and records what happened, as message states and as events in the log.
+//!
+//! Exactly-once where the world allows it: a message is claimed with a lease before its send.
+//! A sender that dies mid-send leaves the lease to run out; the message is then sent again
+//! only when every provider of its channel drops duplicates by message id (Twilio's
+//! idempotency token, a webhook's `Idempotency-Key`), and otherwise becomes a dead letter
+//! marked `outcome_unknown` for an operator to look at and re-drive. A message is never sent
+//! twice without someone deciding it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use whisperer_channels::Message;
+use whisperer_channels::router::{Outcome, Router};
+use whisperer_compliance::ComplianceRules;
+use whisperer_core::{Millis, NewEvent, WorkspaceId};
+use whisperer_decide::record::DeliveryJob;
+use whisperer_store::{MessageRecord, MessageStatus, MessageUpdate, Store, StoreError};
+
+use crate::compose::{ComposeError, Composer, WorkspaceContent};
+use crate::config::{DeliveryConfig, ProviderFactory, SETTING};
+use crate::tracking::TrackingKey;
+
+/// The setting holding a workspace's compliance rules.
+pub const COMPLIANCE_SETTING: &str = "compliance";
+/// The setting holding a workspace's tracking key.
+pub const TRACKING_KEY_SETTING: &str = "tracking_key";
+
+/// How the sender paces itself.
+#[derive(Clone, Debug)]
+pub struct SenderConfig {
+    /// Most messages claimed at once.
+    pub batch: usize,
+    /// Most sends in flight at once per workspace.
+    pub concurrency: usize,
+    /// How long a claim holds; a sender that has not finished by then is presumed dead.
+    pub lease: Duration,
+    /// How often configuration is read again.
+    pub reload: Duration,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            batch: 256,
+            concurrency: 64,
+            lease: Duration::from_secs(120),
+            reload: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A workspace's delivery as last loaded.
+pub struct WorkspaceDelivery {
+    pub config: DeliveryConfig,
+    pub router: Router,
+    pub rules: ComplianceRules,
+    pub key: TrackingKey,
+    texts: (Option<String>, Option<String>),
+    /// When the settings were last compared with the store's.
+    checked_at: Mutex<Instant>,
+}
+
+impl WorkspaceDelivery {
+    pub fn content(&self) -> WorkspaceContent<'_> {
+        WorkspaceContent {
+            rules: &self.rules,
+            tracking: self.config.tracking.base_url.as_deref().map(|b| (b.trim_end_matches('/'), &self.key)),
+            opens_and_clicks: self.config.tracking.opens_and_clicks,
+        }
+    }
+}
+
+/// Why a workspace cannot deliver.
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("delivery setting: {0}")]
+    Config(#[from] whisperer_channels::ConfigError),
+    #[error("compliance setting: {0}")]
+    Rules(String),
+}
+
+/// What one round did, for tests and logs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Round {
+    pub claimed: usize,
+    pub sent: usize,
+    pub retried: usize,
+    pub failed: usize,
+    pub dead: usize,
+    /// Expired claims sent again (deduplicating providers) or dead-lettered.
+    pub recovered: usize,
+}
+
+/// Sends every workspace's due messages.
+#[derive(Clone)]
+pub struct Sender {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    composer: Arc<Composer>,
+    factory: Arc<dyn ProviderFactory>,
+    config: SenderConfig,
+    workspaces: tokio::sync::Mutex<HashMap<WorkspaceId, Arc<WorkspaceDelivery>>>,
+}
+
+impl Sender {
+    pub fn new(
+        store: Arc<dyn Store>,
+        composer: Arc<Composer>,
+        factory: Arc<dyn ProviderFactory>,
+        config: SenderConfig,
+    ) -> Self {
+        Sender { inner: Arc::new(Inner { store, composer, factory, config, workspaces: Default::default() }) }
+    }
+
+    pub fn composer(&self) -> &Arc<Composer> {
+        &self.inner.composer
+    }
+
+    /// A workspace's delivery, loaded again when its settings changed.
+    pub async fn workspace(&self, ws: &WorkspaceId) -> Result<Arc<WorkspaceDelivery>, SenderError> {
+        let current = self.inner.workspaces.lock().await.get(ws).cloned();
+        if let Some(d) = &current
+            && lock(&d.checked_at).elapsed() < self.inner.config.reload
+        {
+            return Ok(d.clone());
+        }
+        let store = &self.inner.store;
+        let texts = (store.setting(ws, SETTING).await?, store.setting(ws, COMPLIANCE_SETTING).await?);
+        let loaded = match current {
+            // Unchanged: keep the router, whose breakers and buckets carry state.
+            Some(d) if d.texts == texts => {
+                *lock(&d.checked_at) = Instant::now();
+                return Ok(d);
+            }
+            _ => Arc::new(self.load(ws, texts).await?),
+        };
+        self.inner.workspaces.lock().await.insert(ws.clone(), loaded.clone());
+        Ok(loaded)
+    }
+
+    async fn load(
+        &self,
+        ws: &WorkspaceId,
+        texts: (Option<String>, Option<String>),
+    ) -> Result<WorkspaceDelivery, SenderError> {
+        let config = match &texts.0 {
+            Some(t) => DeliveryConfig::parse(t)?,
+            None => DeliveryConfig::default(),
+        };
+        let router = config.build(self.inner.factory.as_ref())?;
+        let rules = match &texts.1 {
+            Some(t) => {
+                serde_json::from_str::<ComplianceRules>(t).map_err(|e| SenderError::Rules(e.to_string()))?
+            }
+            None => {
+                ComplianceRules::new(Default::default()).map_err(|e| SenderError::Rules(e.to_string()))?
+            }
+        };
+        let key = tracking_key(self.inner.store.as_ref(), ws).await?;
+        Ok(WorkspaceDelivery { config, router, rules, key, texts, checked_at: Mutex::new(Instant::now()) })
+    }
+
+    /// One round for a workspace: recover expired claims, claim due messages, send them, record
+    /// the results.
+    pub async fn round(&self, ws: &WorkspaceId) -> Result<Round, SenderError> {
+        let delivery = self.workspace(ws).await?;
+        let store = &self.inner.store;
+        let now = Millis::now();
+        let mut round = Round::default();
+
+        let expired = store.expired_messages(ws, now, self.inner.config.batch).await?;
+        if !expired.is_empty() {
+            let updates: Vec<MessageUpdate> = expired
+                .iter()
+                .map(|m| {
+                    let resend = whisperer_channels::Channel::parse(&m.channel)
+                        .and_then(|c| delivery.router.route(c))
+                        .is_some_and(|r| r.deduplicates());
+                    if resend {
+                        let mut u = MessageUpdate::new(&m.id, MessageStatus::Sending, MessageStatus::Queued, now);
+                        u.due_at = Some(now);
+                        u.error = Some(error_json("lease_expired", "the sender stopped mid-send; sending again, the providers drop duplicates"));
+                        u
+                    } else {
+                        let mut u = MessageUpdate::new(&m.id, MessageStatus::Sending, MessageStatus::Dead, now);
+                        u.error = Some(error_json(
+                            "outcome_unknown",
+                            "the sender stopped mid-send and the provider cannot drop a duplicate: re-drive only if the message did not arrive",
+                        ));
+                        u
+                    }
+                })
+                .collect();
+            round.recovered = store.update_messages(ws, &updates).await? as usize;
+        }
+
+        let lease_until = Millis(now.0 + self.inner.config.lease.as_millis() as i64);
+        let claimed = store.claim_messages(ws, now, lease_until, self.inner.config.batch).await?;
+        round.claimed = claimed.len();
+        if claimed.is_empty() {
+            return Ok(round);
+        }
+        let results: Vec<(MessageUpdate, Option<NewEvent>)> = futures_util::stream::iter(claimed)
+            .map(|m| self.send_one(ws, &delivery, m))
+            .buffer_unordered(self.inner.config.concurrency.max(1))
+            .collect()
+            .await;
+        let mut updates = Vec::with_capacity(results.len());
+        let mut events = Vec::new();
+        for (update, event) in results {
+            match update.status {
+                MessageStatus::Sent => round.sent += 1,
+                MessageStatus::Queued => round.retried += 1,
+                MessageStatus::Failed => round.failed += 1,
+                MessageStatus::Dead => round.dead += 1,
+                MessageStatus::Sending => {}
+            }
+            updates.push(update);
+            events.extend(event);
+        }
+        // Events first: a crash between the two leaves the messages to expire, and the events
+        // (whose ids derive from the message) are not written twice.
+        if !events.is_empty() {
+            store.append(events, Millis(now.0 - 30 * 86_400_000)).await?;
+        }
+        store.update_messages(ws, &updates).await?;
+        Ok(round)
+    }
+
+    async fn send_one(
+        &self,
+        ws: &WorkspaceId,
+        delivery: &WorkspaceDelivery,
+        record: MessageRecord,
+    ) -> (MessageUpdate, Option<NewEvent>) {
+        let now = Millis::now();
+        let retry = &delivery.config.retry;
+        let body: Value = serde_json::from_str(&record.body).unwrap_or(Value::Null);
+        let stored_message =
+            body.get("message").and_then(|m| serde_json::from_value::<Message>(m.clone()).ok());
+        let job = body.get("job").and_then(|j| serde_json::from_value::<DeliveryJob>(j.clone()).ok());
+        let (message, new_body) = match (stored_message, job) {
+            (Some(m), _) => (m, None),
+            (None, Some(job)) => {
+                match self.inner.composer.compose(ws, &delivery.content(), &record, &job).await {
+                    Ok(m) => {
+                        let new_body = json!({"job": job, "message": m}).to_string();
+                        (m, Some(new_body))
+                    }
+                    Err(e) => return (self.compose_failed(&record, e, now, retry.max_attempts), None),
+                }
+            }
+            (None, None) => {
+                let mut u =
+                    MessageUpdate::new(&record.id, MessageStatus::Sending, MessageStatus::Failed, now);
+                u.error = Some(error_json("bad_body", "the outbox entry has neither a job nor a message"));
+                return (u, None);
+            }
+        };
+        let outcome = delivery.router.send(&message).await;
+        let mut update = MessageUpdate::new(&record.id, MessageStatus::Sending, MessageStatus::Sent, now);
+        update.body = new_body;
+        let mut event = None;
+        match outcome {
+            Outcome::Sent { provider, receipt, tries } => {
+                event = message_event(
+                    ws,
+                    &record,
+                    &message,
+                    "sent",
+                    "Message Sent",
+                    json!({"provider": provider}),
+                );
+                update.provider = Some(provider);
+                update.provider_message_id = receipt.provider_message_id;
+                if tries.len() > 1 {
+                    update.error = Some(json!({"code": "failed_over", "tries": tries}).to_string());
+                }
+            }
+            Outcome::Retry { after, tries } => {
+                if record.attempts >= i64::from(retry.max_attempts) {
+                    update.status = MessageStatus::Dead;
+                    update.error = Some(
+                        json!({"code": "retries_exhausted", "attempts": record.attempts, "tries": tries})
+                            .to_string(),
+                    );
+                } else {
+                    let wait = retry.backoff(record.attempts as u32, rand::random::<f64>(), Some(after));
+                    update.status = MessageStatus::Queued;
+                    update.due_at = Some(Millis(now.0 + wait.as_millis() as i64));
+                    update.error = Some(json!({"code": "retrying", "tries": tries}).to_string());
+                }
+            }
+            Outcome::Undeliverable { error, tries } => {
+                update.status = MessageStatus::Failed;
+                update.provider = tries.last().map(|t| t.provider.clone());
+                update.error = Some(json!({"code": "undeliverable", "tries": tries}).to_string());
+                event = message_event(
+                    ws,
+                    &record,
+                    &message,
+                    "bounced",
+                    "Message Bounced",
+                    json!({"type": "hard", "reason": error.message, "code": error.code}),
+                );
+            }
+            Outcome::Refused { tries } => {
+                update.status = MessageStatus::Dead;
+                update.error = Some(json!({"code": "refused", "tries": tries}).to_string());
+            }
+        }
+        (update, event)
+    }
+
+    fn compose_failed(
+        &self,
+        record: &MessageRecord,
+        e: ComposeError,
+        now: Millis,
+        max_attempts: u32,
+    ) -> MessageUpdate {
+        let mut u = MessageUpdate::new(&record.id, MessageStatus::Sending, MessageStatus::Failed, now);
+        if e.retryable && record.attempts < i64::from(max_attempts) {
+            u.status = MessageStatus::Queued;
+            u.due_at = Some(Millis(now.0 + 1_000 * record.attempts.max(1)));
+        }
+        u.error = Some(serde_json::to_string(&e).expect("errors serialise"));
+        u
+    }
+
+    /// Sends due messages of the given workspaces until stopped, pausing when idle.
+    pub async fn run(&self, workspaces: impl Fn() -> Vec<WorkspaceId>, idle: Duration) {
+        loop {
+            let mut busy = false;
+            for ws in workspaces() {
+                match self.round(&ws).await {
+                    Ok(r) => busy |= r.claimed > 0,
+                    Err(e) => tracing::warn!(workspace = %ws, error = %e, "delivery round failed"),
+                }
+            }
+            if !busy {
+                tokio::time::sleep(idle).await;
+            }
+        }
+    }
+}
+
+fn error_json(code: &str, message: &str) -> String {
+    json!({"code": code, "message": message}).to_string()
+}
+
+/// A message event in the log for the message's user; its id derives from the message, so it
+/// is written once however often the round repeats.
+fn message_event(
+    ws: &WorkspaceId,
+    record: &MessageRecord,
+    message: &Message,
+    what: &str,
+    name: &str,
+    extra: Value,
+) -> Option<NewEvent> {
+    let user_id = message.user_id.clone()?;
+    let mut properties = json!({
+        "message_id": record.id,
+        "channel": message.channel.as_str(),
+        "decision_id": record.decision_id,
+        "campaign": record.campaign,
+    });
+    if let (Value::Object(p), Value::Object(extra)) = (&mut properties, extra) {
+        p.extend(extra);
+    }
+    Some(NewEvent::whisperer_track(
+        ws,
+        format!("{what}-{}", record.id),
+        name,
+        Some(user_id),
+        None,
+        Millis::now(),
+        properties,
+    ))
+}
+
+/// The workspace's tracking key, made on first use.
+pub async fn tracking_key(store: &dyn Store, ws: &WorkspaceId) -> Result<TrackingKey, StoreError> {
+    if let Some(key) =
+        store.setting(ws, TRACKING_KEY_SETTING).await?.as_deref().and_then(TrackingKey::from_secret)
+    {
+        return Ok(key);
+    }
+    store.set_setting(ws, TRACKING_KEY_SETTING, &TrackingKey::generate_secret(), Millis::now()).await?;
+    // Two processes may both have made one: whichever the store kept is the key.
+    let stored = store.setting(ws, TRACKING_KEY_SETTING).await?.unwrap_or_default();
+    TrackingKey::from_secret(&stored)
+        .ok_or_else(|| StoreError::Corrupt("tracking key setting is not a key".into()))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
