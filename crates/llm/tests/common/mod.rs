@@ -1,7 +1,9 @@
 //! Loopback HTTP servers that speak the OpenAI Chat Completions and Anthropic Messages wire
 //! formats: they check the path, the auth headers and the JSON body the way the real APIs do,
 //! answer with the documented success and error bodies, and follow a script of failures.
-#![allow(dead_code)]
+// Each test file uses some of these helpers; the checks return the API's error response as
+// their error, which is big but built only on the failure path.
+#![allow(dead_code, clippy::result_large_err)]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
