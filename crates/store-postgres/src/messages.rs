@@ -92,7 +92,7 @@ pub async fn update(tx: &Transaction<'_>, ws: &WorkspaceId, updates: &[MessageUp
                  provider = COALESCE($7, provider),
                  provider_message_id = COALESCE($8, provider_message_id),
                  body = COALESCE($9, body),
-                 error = CASE WHEN $4 = 'sent' THEN NULL ELSE COALESCE($10, error) END,
+                 error = CASE WHEN $4 = 'sent' THEN $10 ELSE COALESCE($10, error) END,
                  updated_at = $11
              WHERE workspace_id = $1 AND id = $2 AND status = $3",
         )

@@ -288,6 +288,8 @@ pub struct MessageUpdate {
     pub provider_message_id: Option<String>,
     /// Replaces the body (the rendered message is kept for every retry).
     pub body: Option<String>,
+    /// Replaces the error; on `sent` the error becomes exactly this (None clears it, Some
+    /// keeps a note such as a failover).
     pub error: Option<String>,
     pub at: Millis,
 }

@@ -1,0 +1,289 @@
+//! The outbox sender against a real store and real providers on loopback: a decision becomes
+//! a rendered, signed webhook; the primary provider is down and the backup takes it; the
+//! compliance gate blocks a message; a gone recipient bounces; a sender that died mid-send
+//! is recovered without sending twice.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use whisperer_channels::Provider;
+use whisperer_core::{EventType, Millis, NewEvent, Workspace, WorkspaceId};
+use whisperer_decide::campaign::CampaignSpec;
+use whisperer_decide::service::{DecideRequest, DecisionService};
+use whisperer_deliver::{Composer, ProviderFactory, Sender, SenderConfig, TemplateDefinition};
+use whisperer_store::{DefinitionKind, MessageStatus, Store};
+use whisperer_store_sqlite::SqliteStore;
+
+const SECRET: &str = "0123456789abcdef-test-secret";
+
+struct NoInApp;
+impl ProviderFactory for NoInApp {
+    fn in_app(&self, _: &str) -> Option<Arc<dyn Provider>> {
+        None
+    }
+}
+
+/// A webhook receiver: records (headers, body) and answers 410 for user `gone`.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+}
+
+async fn receiver() -> (String, Receiver) {
+    let r = Receiver::default();
+    let state = r.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: Bytes| {
+            let state = state.clone();
+            async move {
+                let gone = String::from_utf8_lossy(&body).contains(r#""userId":"gone""#);
+                state.got.lock().unwrap().push((headers, body));
+                if gone { StatusCode::GONE } else { StatusCode::OK }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, r)
+}
+
+/// A port nothing listens on.
+async fn closed_port() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
+fn identify(ws: &WorkspaceId, user: &str, traits: &str) -> NewEvent {
+    let now = Millis::now();
+    NewEvent {
+        workspace_id: ws.clone(),
+        message_id: format!("id-{user}"),
+        event_type: EventType::Identify,
+        name: None,
+        user_id: Some(user.into()),
+        anonymous_id: None,
+        previous_id: None,
+        timestamp: Millis(now.0 - 60_000),
+        received_at: now,
+        raw: format!(r#"{{"type":"identify","userId":"{user}","traits":{traits}}}"#),
+        enrichment: "{}".into(),
+    }
+}
+
+const CAMPAIGN: &str = r#"
+id = "hello"
+trigger = { type = "api" }
+holdout_percent = 0
+defer_in_quiet_hours = false
+[goal]
+event = "Session Started"
+within = "1d"
+[actions]
+channels = ["webhook"]
+contents = [{ id = "a", template = "greeting" }]
+"#;
+
+struct World {
+    store: Arc<dyn Store>,
+    ws: WorkspaceId,
+    decisions: DecisionService,
+    sender: Sender,
+    _dir: tempfile::TempDir,
+}
+
+async fn world(providers: &str) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let ws = Workspace { id: WorkspaceId::generate(), name: "deliver".into(), created_at: Millis::now() };
+    store.create_workspace(&ws, &[]).await.unwrap();
+    let ws = ws.id;
+    let spec = CampaignSpec::parse(CAMPAIGN).unwrap();
+    store.put_campaign(&ws, &spec.id, &spec.to_json(), Millis::now()).await.unwrap();
+    let template = TemplateDefinition::parse(
+        r#"{"locales": {
+            "en": {"subject": "Hi {{ traits.name }}", "body": "Hello {{ traits.name }}, from {{ decision.campaign }}. {% if traits.offer is defined %}{{ traits.offer }}{% endif %}"},
+            "de": {"subject": "Hallo {{ traits.name }}", "body": "Hallo {{ traits.name }}, schön dass du da bist."}}}"#,
+    )
+    .unwrap();
+    store
+        .put_definition(
+            &ws,
+            DefinitionKind::Template,
+            "greeting",
+            &template.definition.to_json(),
+            Millis::now(),
+        )
+        .await
+        .unwrap();
+    store.set_setting(&ws, "fatigue", r#"{"quiet_hours": null}"#, Millis::now()).await.unwrap();
+    store.set_setting(&ws, "delivery", providers, Millis::now()).await.unwrap();
+    store.set_setting(&ws, "compliance", r#"{"banned_words": ["free money"]}"#, Millis::now()).await.unwrap();
+    let decisions = DecisionService::new(store.clone(), None, None);
+    let composer = Arc::new(Composer::new(store.clone(), None, None));
+    let config = SenderConfig { lease: Duration::from_millis(300), ..SenderConfig::default() };
+    let sender = Sender::new(store.clone(), composer, Arc::new(NoInApp), config);
+    World { store, ws, decisions, sender, _dir: dir }
+}
+
+impl World {
+    async fn decide(&self, user: &str, traits: &str) -> String {
+        self.store.append(vec![identify(&self.ws, user, traits)], Millis(0)).await.unwrap();
+        let req = DecideRequest { user_id: user, campaign: "hello", context: None, deliver: true };
+        let d = self.decisions.decide(&self.ws, req).await.unwrap();
+        assert_eq!(d.status.as_str(), "send", "{d:?}");
+        format!("msg_{}", d.id)
+    }
+
+    async fn status(&self, id: &str) -> (MessageStatus, serde_json::Value, Option<String>) {
+        let m = self.store.message(&self.ws, id).await.unwrap().unwrap();
+        let error = m.error.as_deref().map(|e| serde_json::from_str(e).unwrap()).unwrap_or_default();
+        (m.status, error, m.provider)
+    }
+
+    async fn events(&self, name: &str) -> Vec<serde_json::Value> {
+        let events = self.store.events_after(&self.ws, 0, 1_000).await.unwrap();
+        events
+            .into_iter()
+            .filter(|e| e.event.name.as_deref() == Some(name))
+            .map(|e| serde_json::from_str::<serde_json::Value>(&e.event.raw).unwrap())
+            .collect()
+    }
+}
+
+fn webhooks(urls: &[(&str, &str, bool)]) -> String {
+    let providers: Vec<String> = urls
+        .iter()
+        .map(|(name, url, dedup)| {
+            format!(r#"{{"type": "webhook", "name": "{name}", "url": "{url}", "secret": "{SECRET}", "receiver_deduplicates": {dedup}}}"#)
+        })
+        .collect();
+    format!(
+        r#"{{"channels": {{"webhook": {{"providers": [{}]}}}}, "retry": {{"max_attempts": 3, "base_ms": 10, "max_ms": 50}}}}"#,
+        providers.join(",")
+    )
+}
+
+#[tokio::test]
+async fn a_decision_is_rendered_signed_and_delivered_through_the_backup_when_the_primary_is_down() {
+    let (url, rx) = receiver().await;
+    let down = closed_port().await;
+    let w = world(&webhooks(&[("primary", &down, true), ("backup", &url, true)])).await;
+    let id = w.decide("ada", r#"{"name": "Ada", "locale": "de-AT"}"#).await;
+
+    let round = w.sender.round(&w.ws).await.unwrap();
+    assert_eq!((round.claimed, round.sent), (1, 1), "{round:?}");
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let (headers, body) = &got[0];
+    let signature = headers["whisperer-signature"].to_str().unwrap();
+    whisperer_channels::webhook::verify(
+        SECRET.as_bytes(),
+        signature,
+        body,
+        chrono::Utc::now(),
+        Duration::from_secs(300),
+    )
+    .expect("signed with the workspace's secret");
+    assert_eq!(headers["idempotency-key"].to_str().unwrap(), id);
+    let payload: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(payload["text"], "Hallo Ada, schön dass du da bist.", "de-AT falls back to de: {payload}");
+    assert_eq!(payload["subject"], "Hallo Ada");
+
+    let (status, error, provider) = w.status(&id).await;
+    assert_eq!((status, provider.as_deref()), (MessageStatus::Sent, Some("backup")));
+    assert_eq!(error["code"], "failed_over", "{error}");
+    assert_eq!(error["tries"][0]["result"], "transient");
+    let sent = w.events("Message Sent").await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["properties"]["message_id"], id.as_str());
+    assert_eq!(sent[0]["userId"], "ada");
+
+    // Nothing is sent twice: the next round finds nothing due.
+    assert_eq!(w.sender.round(&w.ws).await.unwrap().claimed, 0);
+    assert_eq!(rx.got.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_gate_blocks_a_message_and_a_gone_recipient_bounces() {
+    let (url, rx) = receiver().await;
+    let w = world(&webhooks(&[("hook", &url, true)])).await;
+    let blocked = w.decide("eve", r#"{"name": "Eve", "offer": "Free money inside"}"#).await;
+    let gone = w.decide("gone", r#"{"name": "Gone"}"#).await;
+    let round = w.sender.round(&w.ws).await.unwrap();
+    assert_eq!((round.claimed, round.failed), (2, 2), "{round:?}");
+
+    let (status, error, _) = w.status(&blocked).await;
+    assert_eq!(status, MessageStatus::Failed);
+    assert_eq!(error["code"], "compliance");
+    assert_eq!(error["violations"][0]["rule"], "banned_word");
+    assert_eq!(error["violations"][0]["offending"], "Free money", "{error}");
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "only the gone user's message reached the provider");
+
+    let (status, error, _) = w.status(&gone).await;
+    assert_eq!((status, error["code"].as_str()), (MessageStatus::Failed, Some("undeliverable")));
+    let bounced = w.events("Message Bounced").await;
+    assert_eq!(bounced.len(), 1);
+    assert_eq!(bounced[0]["properties"]["channel"], "webhook");
+    assert_eq!(bounced[0]["properties"]["type"], "hard");
+}
+
+#[tokio::test]
+async fn transient_failures_retry_with_backoff_then_become_dead_letters() {
+    let down = closed_port().await;
+    let w = world(&webhooks(&[("only", &down, true)])).await;
+    let id = w.decide("ada", r#"{"name": "Ada"}"#).await;
+    let mut attempts = 0;
+    for _ in 0..50 {
+        let round = w.sender.round(&w.ws).await.unwrap();
+        attempts += round.claimed;
+        if round.dead == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(attempts, 3, "max_attempts");
+    let (status, error, _) = w.status(&id).await;
+    assert_eq!((status, error["code"].as_str()), (MessageStatus::Dead, Some("retries_exhausted")));
+}
+
+#[tokio::test]
+async fn a_sender_that_died_mid_send_is_recovered_without_sending_twice() {
+    let (url, rx) = receiver().await;
+    // One route whose receiver drops duplicates, one whose receiver does not.
+    let w = world(&webhooks(&[("hook", &url, false)])).await;
+    let id = w.decide("ada", r#"{"name": "Ada"}"#).await;
+    // A sender claims the message and dies before recording anything.
+    let now = Millis::now();
+    let claimed = w.store.claim_messages(&w.ws, now, Millis(now.0 + 50), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let round = w.sender.round(&w.ws).await.unwrap();
+    assert_eq!((round.recovered, round.claimed), (1, 0));
+    let (status, error, _) = w.status(&id).await;
+    assert_eq!((status, error["code"].as_str()), (MessageStatus::Dead, Some("outcome_unknown")));
+    assert!(rx.got.lock().unwrap().is_empty(), "not sent again without an operator");
+
+    let dedup = world(&webhooks(&[("hook", &url, true)])).await;
+    let id = dedup.decide("bob", r#"{"name": "Bob"}"#).await;
+    let now = Millis::now();
+    dedup.store.claim_messages(&dedup.ws, now, Millis(now.0 + 50), 10).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let round = dedup.sender.round(&dedup.ws).await.unwrap();
+    assert_eq!((round.recovered, round.claimed, round.sent), (1, 1, 1), "{round:?}");
+    assert_eq!(dedup.status(&id).await.0, MessageStatus::Sent);
+    let got = rx.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0].0["idempotency-key"].to_str().unwrap(),
+        id,
+        "the receiver can drop a repeat by its key"
+    );
+}
