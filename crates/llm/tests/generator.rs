@@ -341,3 +341,67 @@ fn config_is_data_and_build_names_what_is_wrong() {
         "llm.openai.api_key_env: environment variable WHISPERER_TEST_SURELY_UNSET_KEY is not set"
     );
 }
+
+#[tokio::test]
+async fn calls_in_flight_hold_their_estimate_and_give_it_back_when_they_end() {
+    let server = Server::openai().await;
+    server.push(Step::Hang);
+    server.push(Step::Hang);
+    server.respond_with(|_| variants_json(1));
+    // One estimate (about 850 tokens) fits, two do not.
+    let mut config =
+        limited(&server, BudgetLimits { tokens_per_day: Some(1_300), cost_micros_per_day: None });
+    let openai = config.openai.as_mut().unwrap();
+    openai.timeout_ms = 400;
+    openai.max_retries = 0;
+    let (generator, _clock) = build(&config);
+    let ws = WorkspaceId::generate();
+    let first = brief(Channel::Email);
+    let mut other = brief(Channel::Email);
+    other.goal = "announce the spring blend".into();
+
+    // While the first call hangs, the second is refused on the first one's reservation.
+    let (hanging, refused) = tokio::join!(generator.generate_variants(&ws, &first, 1), async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        generator.generate_variants(&ws, &other, 1).await
+    });
+    assert_eq!(hanging.unwrap_err().error.failure_kind(), Some(whisperer_llm::FailureKind::Timeout));
+    assert!(matches!(refused.unwrap_err().error, LlmError::OverBudget(_)));
+    assert_eq!(server.count(), 1);
+
+    // A call abandoned by its caller gives its reservation back too.
+    let abandoned = tokio::time::timeout(
+        std::time::Duration::from_millis(100),
+        generator.generate_variants(&ws, &first, 1),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the caller gave up first");
+    assert_eq!(server.count(), 2);
+
+    generator.generate_variants(&ws, &other, 1).await.expect("nothing is held any more");
+    assert_eq!(server.count(), 3);
+}
+
+#[test]
+fn the_documented_toml_example_parses_and_builds() {
+    let lib = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs")).unwrap();
+    let example: String = lib
+        .lines()
+        .skip_while(|l| *l != "//! ```toml")
+        .skip(1)
+        .take_while(|l| *l != "//! ```")
+        .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start_matches(' ')))
+        .collect();
+    assert!(example.contains("[llm.openai]"), "the example is in the crate docs");
+    #[derive(serde::Deserialize)]
+    struct File {
+        llm: LlmConfig,
+    }
+    let file: File = toml::from_str(&example).unwrap();
+    assert_eq!(file.llm.budget.default.cost_micros_per_day, Some(5_000_000));
+    let env = |name: &str| (name == "OPENAI_API_KEY").then(|| "sk-doc".to_string());
+    let clock = std::sync::Arc::new(whisperer_llm::SystemClock);
+    let generator = file.llm.build_with(&env, clock).expect("the example builds");
+    assert_eq!(generator.provider().model(), "gpt-4o-mini");
+    assert_eq!(generator.provider().pricing().cost_micros(1_000, 1_000), 750);
+}
