@@ -29,10 +29,22 @@ pub enum ErrorCode {
     InvalidSetting,
     /// A campaign definition that is not valid (the message names each field and why).
     InvalidCampaign,
+    /// A template definition that is not valid (field, and line and column in the template).
+    InvalidTemplate,
     InvalidParameter,
     InvalidCursor,
+    /// A tracking or inbox link that is forged, altered or unknown.
+    InvalidLink,
+    /// A provider callback whose signature does not verify.
+    InvalidSignature,
     UserNotFound,
     CampaignNotFound,
+    TemplateNotFound,
+    MessageNotFound,
+    /// A re-drive of a message that is not a dead letter.
+    NotRedrivable,
+    /// A template that cannot be rendered for this user (a variable their data lacks).
+    RenderFailed,
     RouteNotFound,
     MethodNotAllowed,
     StorageUnavailable,
@@ -40,7 +52,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::MissingKey,
         ErrorCode::InvalidKey,
         ErrorCode::WrongKeyKind,
@@ -57,10 +69,17 @@ impl ErrorCode {
         ErrorCode::InvalidTrackingPlan,
         ErrorCode::InvalidSetting,
         ErrorCode::InvalidCampaign,
+        ErrorCode::InvalidTemplate,
         ErrorCode::InvalidParameter,
         ErrorCode::InvalidCursor,
+        ErrorCode::InvalidLink,
+        ErrorCode::InvalidSignature,
         ErrorCode::UserNotFound,
         ErrorCode::CampaignNotFound,
+        ErrorCode::TemplateNotFound,
+        ErrorCode::MessageNotFound,
+        ErrorCode::NotRedrivable,
+        ErrorCode::RenderFailed,
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::StorageUnavailable,
@@ -87,10 +106,17 @@ impl ErrorCode {
             InvalidTrackingPlan => ("invalid_tracking_plan", StatusCode::BAD_REQUEST),
             InvalidSetting => ("invalid_setting", StatusCode::BAD_REQUEST),
             InvalidCampaign => ("invalid_campaign", StatusCode::BAD_REQUEST),
+            InvalidTemplate => ("invalid_template", StatusCode::BAD_REQUEST),
             InvalidParameter => ("invalid_parameter", StatusCode::BAD_REQUEST),
             InvalidCursor => ("invalid_cursor", StatusCode::BAD_REQUEST),
+            InvalidLink => ("invalid_link", StatusCode::NOT_FOUND),
+            InvalidSignature => ("invalid_signature", StatusCode::UNAUTHORIZED),
             UserNotFound => ("user_not_found", StatusCode::NOT_FOUND),
             CampaignNotFound => ("campaign_not_found", StatusCode::NOT_FOUND),
+            TemplateNotFound => ("template_not_found", StatusCode::NOT_FOUND),
+            MessageNotFound => ("message_not_found", StatusCode::NOT_FOUND),
+            NotRedrivable => ("not_redrivable", StatusCode::CONFLICT),
+            RenderFailed => ("render_failed", StatusCode::UNPROCESSABLE_ENTITY),
             RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
             StorageUnavailable => ("storage_unavailable", StatusCode::SERVICE_UNAVAILABLE),

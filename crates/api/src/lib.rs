@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod decisions;
+mod delivery;
 pub mod error;
 pub mod views;
 
@@ -79,6 +80,8 @@ struct Inner {
     profiles: Option<ProfileEngine>,
     churn: Option<Arc<ChurnModels>>,
     decisions: whisperer_decide::service::DecisionService,
+    sender: whisperer_deliver::Sender,
+    inbox: whisperer_deliver::InAppHub,
 }
 
 impl AppState {
@@ -111,8 +114,34 @@ impl AppState {
         let keys = KeyCache::new(store.clone());
         let scorer = churn_scorer(profiles.clone(), churn.clone());
         let decisions =
-            whisperer_decide::service::DecisionService::new(store.clone(), profiles.clone(), scorer);
-        Self { inner: Arc::new(Inner { store, ingestor, keys, registry, http, profiles, churn, decisions }) }
+            whisperer_decide::service::DecisionService::new(store.clone(), profiles.clone(), scorer.clone());
+        let inbox = whisperer_deliver::InAppHub::default();
+        let composer = Arc::new(whisperer_deliver::Composer::new(store.clone(), profiles.clone(), scorer));
+        let sender = whisperer_deliver::Sender::new(
+            store.clone(),
+            composer,
+            Arc::new(inbox.clone()),
+            whisperer_deliver::SenderConfig::default(),
+        );
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                ingestor,
+                keys,
+                registry,
+                http,
+                profiles,
+                churn,
+                decisions,
+                sender,
+                inbox,
+            }),
+        }
+    }
+
+    /// The outbox sender; the server runs it (`Sender::run`).
+    pub fn sender(&self) -> &whisperer_deliver::Sender {
+        &self.inner.sender
     }
 
     /// The decision service behind `/v1/decide`; the server runs its learner (`spawn`).
@@ -143,6 +172,22 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/campaigns/{campaign_id}/experiment", get(decisions::get_experiment))
         .route("/v1/decide", post(decisions::post_decide))
         .route("/v1/decisions", get(decisions::get_decisions))
+        .route("/v1/templates", get(delivery::get_templates))
+        .route("/v1/templates/{template_id}", get(delivery::get_template).put(delivery::put_template))
+        .route("/v1/templates/{template_id}/preview", post(delivery::post_preview))
+        .route("/v1/settings/delivery", get(delivery::get_delivery).put(delivery::put_delivery))
+        .route("/v1/settings/compliance", get(delivery::get_compliance).put(delivery::put_compliance))
+        .route("/v1/messages", get(delivery::get_messages))
+        .route("/v1/messages/{message_id}", get(delivery::get_message))
+        .route("/v1/messages/{message_id}/redrive", post(delivery::post_redrive))
+        .route("/v1/inbox", get(delivery::get_inbox))
+        .route("/v1/inbox/token", post(delivery::post_inbox_token))
+        .route("/v1/inbox/stream", get(delivery::get_inbox_stream))
+        .route("/v1/callbacks/sendgrid/{workspace_id}", post(delivery::post_sendgrid_events))
+        .route("/v1/callbacks/twilio/{workspace_id}", post(delivery::post_twilio_status))
+        .route("/t/o/{token}", get(delivery::track_open))
+        .route("/t/c/{token}", get(delivery::track_click))
+        .route("/t/u/{token}", get(delivery::get_unsubscribe).post(delivery::post_unsubscribe))
         .route("/healthz", get(|| async { axum::Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

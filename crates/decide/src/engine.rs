@@ -741,7 +741,7 @@ pub fn stable_uniform(campaign: &str, unit: &str, purpose: u8) -> f64 {
 
 /// FNV-1a: a stable 64-bit hash of some bytes (ids derived from names must not change between
 /// builds, which rules out the standard library's hasher).
-pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     bytes
         .into_iter()
         .fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))

@@ -56,6 +56,8 @@ pub struct WorkspaceContent<'a> {
     /// Public base URL and key of tracking links, when configured.
     pub tracking: Option<(&'a str, &'a TrackingKey)>,
     pub opens_and_clicks: bool,
+    /// A preview: a user without an address for the channel is rendered anyway.
+    pub preview: bool,
 }
 
 /// A user as a message may speak of them.
@@ -188,11 +190,17 @@ impl Composer {
             channel: Some(job.channel.as_str().into()),
             content: Some(whisperer_templates::Value::from(content_id)),
         };
-        self.render(ws, content, record, job.channel, &template, &user, decision, Some(&job.campaign))
+        let (message, violations) =
+            self.render(ws, content, record, job.channel, &template, &user, decision, Some(&job.campaign))?;
+        if !violations.is_empty() {
+            let message = whisperer_compliance::Violations(violations.clone()).to_string();
+            return Err(ComposeError { code: "compliance", message, violations, retryable: false });
+        }
+        Ok(message)
     }
 
-    /// Renders a template for a user on a channel: what [`compose`](Self::compose) and the
-    /// preview share.
+    /// Renders a template for a user on a channel, with what the compliance gate found (empty
+    /// when it passes): what [`compose`](Self::compose) and the preview share.
     #[allow(clippy::too_many_arguments)]
     pub fn render(
         &self,
@@ -204,9 +212,13 @@ impl Composer {
         user: &UserData,
         decision: DecisionVars,
         campaign: Option<&str>,
-    ) -> Result<Message, ComposeError> {
+    ) -> Result<(Message, Vec<Violation>), ComposeError> {
         let kind = template.definition.kind;
-        let recipient = recipient(channel, &user.traits)?;
+        let recipient = match recipient(channel, &user.traits) {
+            Ok(r) => r,
+            Err(_) if content.preview => Recipient::Person,
+            Err(e) => return Err(e),
+        };
         let links = content.tracking.map(|(base_url, key)| Links {
             base_url,
             key,
@@ -266,14 +278,8 @@ impl Composer {
             others: &[],
             unsubscribe_url: unsubscribe_url.as_deref(),
         };
-        if let Err(v) = whisperer_compliance::check(content.rules, &outgoing) {
-            return Err(ComposeError {
-                code: "compliance",
-                message: v.to_string(),
-                violations: v.0,
-                retryable: false,
-            });
-        }
+        let violations =
+            whisperer_compliance::check(content.rules, &outgoing).err().map(|v| v.0).unwrap_or_default();
         let mut data = BTreeMap::new();
         if let Some(d) = &record.decision_id {
             data.insert("decision_id".to_owned(), d.clone());
@@ -282,7 +288,7 @@ impl Composer {
             data.insert("campaign".to_owned(), c.to_owned());
         }
         data.insert("locale".to_owned(), rendered.locale_used);
-        Ok(Message {
+        let message = Message {
             id: record.id.clone(),
             workspace: ws.as_str().into(),
             person: record.person.to_string(),
@@ -295,7 +301,8 @@ impl Composer {
             html,
             headers,
             data,
-        })
+        };
+        Ok((message, violations))
     }
 }
 

@@ -79,6 +79,19 @@ fn yes() -> bool {
     true
 }
 
+/// Keys that verify providers' status callbacks.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackConfig {
+    /// SendGrid's Event Webhook verification key (base64 DER, from its signed-webhook settings).
+    #[serde(default)]
+    pub sendgrid_verification_key: Option<String>,
+    /// The Twilio auth token that signs status callbacks; defaults to the first Twilio
+    /// provider's `auth_token`.
+    #[serde(default)]
+    pub twilio_auth_token: Option<String>,
+}
+
 /// A workspace's delivery configuration.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +104,8 @@ pub struct DeliveryConfig {
     pub breaker: BreakerConfig,
     #[serde(default)]
     pub tracking: TrackingConfig,
+    #[serde(default)]
+    pub callbacks: CallbackConfig,
 }
 
 /// Something that makes a provider no config can describe (the in-app hub, the simulator).
@@ -148,6 +163,18 @@ impl DeliveryConfig {
             out.push((kind, providers));
         }
         Ok(out)
+    }
+
+    /// The auth token that signs Twilio status callbacks.
+    pub fn twilio_auth_token(&self) -> Option<String> {
+        if let Some(t) = &self.callbacks.twilio_auth_token {
+            return Some(t.clone());
+        }
+        let sms = self.channels.get("sms")?;
+        sms.providers.iter().find_map(|raw| match serde_json::from_value::<ProviderConfig>(raw.clone()) {
+            Ok(ProviderConfig::Twilio(c)) => c.auth_token,
+            _ => None,
+        })
     }
 
     /// Builds every provider (inside a Tokio runtime: SMTP pools need one) and the router.

@@ -8,12 +8,15 @@
 
 pub mod compose;
 pub mod config;
+pub mod feedback;
+pub mod inapp;
 pub mod sender;
 pub mod template;
 pub mod tracking;
 
 pub use compose::{ComposeError, Composer, UserData, WorkspaceContent};
 pub use config::{DeliveryConfig, ProviderConfig, ProviderFactory};
+pub use inapp::{InAppHub, Published};
 pub use sender::{Round, Sender, SenderConfig, SenderError};
 pub use template::{CompiledTemplate, TemplateDefinition, TemplateProblem};
 pub use tracking::{Claims, Links, TrackingKey};

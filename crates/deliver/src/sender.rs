@@ -19,7 +19,7 @@ use whisperer_channels::router::{Outcome, Router};
 use whisperer_compliance::ComplianceRules;
 use whisperer_core::{Millis, NewEvent, WorkspaceId};
 use whisperer_decide::record::DeliveryJob;
-use whisperer_store::{MessageRecord, MessageStatus, MessageUpdate, Store, StoreError};
+use whisperer_store::{MessageQuery, MessageRecord, MessageStatus, MessageUpdate, Store, StoreError};
 
 use crate::compose::{ComposeError, Composer, WorkspaceContent};
 use crate::config::{DeliveryConfig, ProviderFactory, SETTING};
@@ -71,6 +71,7 @@ impl WorkspaceDelivery {
             rules: &self.rules,
             tracking: self.config.tracking.base_url.as_deref().map(|b| (b.trim_end_matches('/'), &self.key)),
             opens_and_clicks: self.config.tracking.opens_and_clicks,
+            preview: false,
         }
     }
 }
@@ -124,6 +125,11 @@ impl Sender {
 
     pub fn composer(&self) -> &Arc<Composer> {
         &self.inner.composer
+    }
+
+    /// What makes the providers no config describes (in-app).
+    pub fn factory(&self) -> &dyn ProviderFactory {
+        self.inner.factory.as_ref()
     }
 
     /// A workspace's delivery, loaded again when its settings changed.
@@ -338,20 +344,55 @@ impl Sender {
         u
     }
 
-    /// Sends due messages of the given workspaces until stopped, pausing when idle.
-    pub async fn run(&self, workspaces: impl Fn() -> Vec<WorkspaceId>, idle: Duration) {
-        loop {
-            let mut busy = false;
-            for ws in workspaces() {
-                match self.round(&ws).await {
-                    Ok(r) => busy |= r.claimed > 0,
-                    Err(e) => tracing::warn!(workspace = %ws, error = %e, "delivery round failed"),
+    /// Whether a workspace has anything to do now: a due message or an expired claim. A read,
+    /// so idle workspaces cost no write transaction.
+    pub async fn has_work(&self, ws: &WorkspaceId) -> Result<bool, StoreError> {
+        let now = Millis::now();
+        let due = MessageQuery {
+            status: Some(MessageStatus::Queued),
+            due_by: Some(now),
+            limit: 1,
+            ..Default::default()
+        };
+        Ok(!self.inner.store.messages(ws, &due).await?.is_empty()
+            || !self.inner.store.expired_messages(ws, now, 1).await?.is_empty())
+    }
+
+    /// Sends every workspace's due messages until the task is dropped: a round wherever there is
+    /// work, a short pause when there was none anywhere.
+    pub fn spawn(&self, idle: Duration) -> tokio::task::JoinHandle<()> {
+        let sender = self.clone();
+        tokio::spawn(async move {
+            let mut workspaces = Vec::new();
+            let mut listed = Instant::now() - Duration::from_secs(3_600);
+            loop {
+                if listed.elapsed() >= Duration::from_secs(10) {
+                    match sender.inner.store.list_workspaces().await {
+                        Ok(list) => workspaces = list.into_iter().map(|w| w.id).collect(),
+                        Err(e) => tracing::warn!(error = %e, "delivery cannot list workspaces"),
+                    }
+                    listed = Instant::now();
+                }
+                let mut busy = false;
+                for ws in &workspaces {
+                    match sender.has_work(ws).await {
+                        Ok(false) => continue,
+                        Ok(true) => {}
+                        Err(e) => {
+                            tracing::warn!(workspace = %ws, error = %e, "delivery cannot read the outbox");
+                            continue;
+                        }
+                    }
+                    match sender.round(ws).await {
+                        Ok(r) => busy |= r.claimed > 0,
+                        Err(e) => tracing::warn!(workspace = %ws, error = %e, "delivery round failed"),
+                    }
+                }
+                if !busy {
+                    tokio::time::sleep(idle).await;
                 }
             }
-            if !busy {
-                tokio::time::sleep(idle).await;
-            }
-        }
+        })
     }
 }
 

@@ -810,6 +810,7 @@ impl Store for PgStore {
                     &before_at,
                     &before_id,
                     &limit,
+                    &query.due_by.map(|t| t.0),
                 ],
             )
             .await?;

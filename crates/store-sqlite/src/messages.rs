@@ -131,6 +131,7 @@ pub fn query(c: &Connection, ws: &WorkspaceId, q: &MessageQuery) -> rusqlite::Re
            AND (?4 IS NULL OR decision_id = ?4)
            AND (?5 IS NULL OR provider_message_id = ?5)
            AND (?6 IS NULL OR (created_at, id) < (?6, ?7))
+           AND (?9 IS NULL OR due_at <= ?9)
          ORDER BY created_at DESC, id DESC LIMIT ?8"
     ))?
     .query_map(
@@ -142,7 +143,8 @@ pub fn query(c: &Connection, ws: &WorkspaceId, q: &MessageQuery) -> rusqlite::Re
             q.provider_message_id,
             before_at,
             before_id,
-            q.limit as i64
+            q.limit as i64,
+            q.due_by.map(|t| t.0)
         ],
         row,
     )?

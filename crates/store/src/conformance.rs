@@ -620,7 +620,10 @@ pub async fn outbox_lifecycle(store: &impl Store) {
     let mut again = outbox_message("m1", 1, T0);
     again.body = "changed".into();
     let new = store
-        .enqueue_messages(&ws, &[again, outbox_message("m2", 2, T0 + 10), outbox_message("m3", 3, T0 + 10_000)])
+        .enqueue_messages(
+            &ws,
+            &[again, outbox_message("m2", 2, T0 + 10), outbox_message("m3", 3, T0 + 10_000)],
+        )
         .await
         .unwrap();
     assert_eq!(new, 2, "m1 was already there");
@@ -707,6 +710,14 @@ pub async fn outbox_lifecycle(store: &impl Store) {
         .await
         .unwrap();
     assert_eq!(for_person.len(), 1);
+    let due = MessageQuery {
+        status: Some(MessageStatus::Queued),
+        due_by: Some(Millis(T0 + 900)),
+        limit: 10,
+        ..Default::default()
+    };
+    let due: Vec<String> = store.messages(&ws, &due).await.unwrap().into_iter().map(|m| m.id).collect();
+    assert_eq!(due, ["m2"], "m3 is due later");
 }
 
 fn decision(id: &str, campaign: &str, person: i64, at: i64, status: &str) -> DecisionRecord {

@@ -318,6 +318,8 @@ pub struct MessageQuery {
     pub person: Option<PersonId>,
     pub decision_id: Option<String>,
     pub provider_message_id: Option<String>,
+    /// Only messages due at or before this time.
+    pub due_by: Option<Millis>,
     /// Only messages strictly older than this (created_at, id): the previous page's cursor.
     pub before: Option<(Millis, String)>,
     pub limit: usize,

@@ -37,6 +37,7 @@ pub struct Server {
     profiles: ProfileEngine,
     churn: Arc<ChurnModels>,
     decisions: whisperer_decide::service::DecisionService,
+    sender: whisperer_deliver::Sender,
 }
 
 impl Server {
@@ -48,12 +49,22 @@ impl Server {
         let churn = Arc::new(ChurnModels::new(store.clone()));
         let state = AppState::new(store, ingestor, registry, Some(profiles.clone()), Some(churn.clone()));
         let decisions = state.decisions().clone();
+        let sender = state.sender().clone();
         let app = whisperer_api::router(state);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Self { listener, app, addr, grace: config.shutdown_grace.as_std(), profiles, churn, decisions })
+        Ok(Self {
+            listener,
+            app,
+            addr,
+            grace: config.shutdown_grace.as_std(),
+            profiles,
+            churn,
+            decisions,
+            sender,
+        })
     }
 
     /// The live profile engine this server runs.
@@ -77,6 +88,8 @@ impl Server {
         }));
         // The decision learner: outcomes, policy state, campaign and rule changes (every 0.5 s).
         let learner = self.decisions.spawn();
+        // The outbox sender: due messages rendered, checked and delivered (idle polls every 100 ms).
+        let sending = self.sender.spawn(std::time::Duration::from_millis(100));
         let service = self.app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(self.listener, service).with_graceful_shutdown(async move {
             shutdown.await;
@@ -91,6 +104,9 @@ impl Server {
         }
         // The learner's commits are atomic: stopping it between two loses nothing.
         learner.abort();
+        // A message claimed but not recorded stays claimed until its lease runs out; the next
+        // start resends it only where providers drop duplicates (see whisperer_deliver::sender).
+        sending.abort();
         // The engine stops with the server and commits what it has folded in.
         if let Err(e) = engine.await {
             tracing::error!(error = %e, "profile engine task failed");
