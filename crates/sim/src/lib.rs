@@ -32,6 +32,7 @@
 //! ```
 
 mod clock;
+mod contact;
 mod intervention;
 mod message;
 mod model;
@@ -44,6 +45,7 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
+pub use contact::Contact;
 pub use intervention::{Angle, Channel, DeliveryStatus, Intervention, Outcome, Uplift};
 pub use message::{EVENT_NAMES, Message, MessageKind, index_of_user_id, user_id_of};
 pub use oracle::auc;

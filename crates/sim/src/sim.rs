@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use whisperer_core::Millis;
 
 use crate::clock::{Clock, DAY_MS, HOUR_MS};
+use crate::contact::{Contact, index_of_address};
 use crate::intervention::{Assessment, DeliveryStatus, Intervention, Outcome, Uplift, assess};
 use crate::message::{Body, EVENT_NAMES, Message, MessageKind, index_of_user_id, user_id_of};
 use crate::model::{CHURN_MAX, Factors, Hidden, Next, Phase, SessionEvent, User, in_session_gap, rates_at};
@@ -334,6 +335,21 @@ impl Simulation {
     fn user(&self, user_id: &str) -> Option<(u32, &User)> {
         let index = index_of_user_id(user_id)?;
         self.users.get(index as usize).map(|u| (index, u))
+    }
+
+    /// How a user is reached (email, phone, push token) and what their messages are written for
+    /// (name, locale, time zone); None for an unknown id.
+    pub fn contact(&self, user_id: &str) -> Option<Contact> {
+        let (index, user) = self.user(user_id)?;
+        Some(Contact::of(self.config.seed, index, &user.traits))
+    }
+
+    /// The user whose address on `channel` this is, as a mailbox provider or a phone network
+    /// would find them; None for an address no simulated user has.
+    pub fn user_of_address(&self, channel: crate::Channel, address: &str) -> Option<String> {
+        let index = index_of_address(channel, address)?;
+        let contact = Contact::of(self.config.seed, index, &self.users.get(index as usize)?.traits);
+        (contact.address(channel) == Some(address)).then_some(contact.user_id)
     }
 
     /// A snapshot of a user's hidden state now, or None for an unknown id.

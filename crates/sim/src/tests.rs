@@ -438,3 +438,41 @@ fn state_per_user_stays_compact() {
     let bytes = Simulation::memory_per_user();
     assert!(bytes <= 200, "{bytes} bytes per user");
 }
+
+#[test]
+fn contacts_match_the_sign_up_traits_and_addresses_lead_back_to_their_user() {
+    let mut sim = Simulation::new(config(200, 20, 3)).unwrap();
+    let mut identified = HashMap::new();
+    sim.run_to_end(|m| {
+        let v = m.to_value();
+        if v["type"] == "identify" && v["traits"]["email"].is_string() {
+            identified.insert(v["userId"].as_str().unwrap().to_owned(), v);
+        }
+    });
+    assert!(identified.len() > 100, "{} sign-ups", identified.len());
+    let mut locales = HashSet::new();
+    for (user_id, v) in &identified {
+        let c = sim.contact(user_id).unwrap();
+        assert_eq!(c.email, v["traits"]["email"].as_str().unwrap());
+        assert_eq!(c.name, v["traits"]["name"].as_str().unwrap());
+        assert_eq!(c.locale, v["context"]["locale"].as_str().unwrap());
+        assert_eq!(c.time_zone, v["traits"]["timezone"].as_str().unwrap());
+        assert!(c.phone.starts_with('+') && c.phone.len() <= 16, "{}", c.phone);
+        for channel in [Channel::Email, Channel::Sms, Channel::Push, Channel::InApp] {
+            let address = c.address(channel).unwrap();
+            assert_eq!(sim.user_of_address(channel, address).as_deref(), Some(user_id.as_str()));
+        }
+        locales.insert(c.locale);
+    }
+    assert!(locales.len() > 3, "{locales:?}");
+    // Another user's name on this user's number, or an address nobody has, leads nowhere.
+    let c = sim.contact("user-000007").unwrap();
+    let other = sim.contact("user-000008").unwrap();
+    let forged = c.email.replace(".7@", ".8@");
+    assert_ne!(forged, other.email, "the local part carries the name too");
+    assert_eq!(sim.user_of_address(Channel::Email, &forged), None);
+    assert_eq!(sim.user_of_address(Channel::Email, "nobody@example.org"), None);
+    assert_eq!(sim.user_of_address(Channel::Push, &c.phone), None);
+    assert_eq!(sim.user_of_address(Channel::Sms, "+999999999999"), None);
+    assert_eq!(sim.contact("user-999999"), None);
+}
