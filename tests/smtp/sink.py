@@ -9,7 +9,10 @@ Prints one JSON object per line to stdout:
 With --quiet only "ready" is printed and messages are counted, for the benchmark.
 
   sink.py --port 0 [--tls none|starttls|implicit --cert C --key K]
-          [--auth USER:PASSWORD] [--reject ADDRESS=REPLY ...] [--quiet]
+          [--auth USER:PASSWORD] [--reject ADDRESS=REPLY ...] [--quiet] [--delay-ms N]
+
+--delay-ms holds every DATA that long before accepting it (and recording it), so a test can
+kill a sender while messages are in flight.
 """
 
 import argparse
@@ -32,9 +35,10 @@ def emit(obj):
 
 
 class Sink:
-    def __init__(self, rejects, quiet):
+    def __init__(self, rejects, quiet, delay):
         self.rejects = rejects
         self.quiet = quiet
+        self.delay = delay
         self.count = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -47,6 +51,8 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         self.count += 1
         if not self.quiet:
             login = session.auth_data.decode() if isinstance(session.auth_data, bytes) else None
@@ -87,6 +93,7 @@ def main():
     parser.add_argument("--auth", help="USER:PASSWORD; AUTH is then required")
     parser.add_argument("--reject", action="append", default=[], help="ADDRESS=REPLY")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--delay-ms", type=int, default=0)
     args = parser.parse_args()
 
     rejects = {}
@@ -97,7 +104,7 @@ def main():
     if args.tls != "none":
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(args.cert, args.key)
-    handler = Sink(rejects, args.quiet)
+    handler = Sink(rejects, args.quiet, args.delay_ms / 1000)
     smtp_kwargs = {"hostname": "sink.test", "decode_data": False}
     if args.tls == "starttls":
         smtp_kwargs["tls_context"] = context

@@ -139,7 +139,19 @@ impl AppState {
         }
     }
 
-    /// The outbox sender; the server runs it (`Sender::run`).
+    /// The same state with the outbox sender paced by `config` (before the state is shared).
+    pub fn with_sender_config(mut self, config: whisperer_deliver::SenderConfig) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("configured before it is shared");
+        inner.sender = whisperer_deliver::Sender::new(
+            inner.store.clone(),
+            inner.sender.composer().clone(),
+            Arc::new(inner.inbox.clone()),
+            config,
+        );
+        self
+    }
+
+    /// The outbox sender; the server runs it (`Sender::spawn`).
     pub fn sender(&self) -> &whisperer_deliver::Sender {
         &self.inner.sender
     }

@@ -25,6 +25,9 @@ use crate::compose::{ComposeError, Composer, WorkspaceContent};
 use crate::config::{DeliveryConfig, ProviderFactory, SETTING};
 use crate::tracking::TrackingKey;
 
+/// Most results recorded in one write.
+const RECORD_CHUNK: usize = 64;
+
 /// The setting holding a workspace's compliance rules.
 pub const COMPLIANCE_SETTING: &str = "compliance";
 /// The setting holding a workspace's tracking key.
@@ -216,30 +219,35 @@ impl Sender {
         if claimed.is_empty() {
             return Ok(round);
         }
-        let results: Vec<(MessageUpdate, Option<NewEvent>)> = futures_util::stream::iter(claimed)
-            .map(|m| self.send_one(ws, &delivery, m))
-            .buffer_unordered(self.inner.config.concurrency.max(1))
-            .collect()
-            .await;
-        let mut updates = Vec::with_capacity(results.len());
-        let mut events = Vec::new();
-        for (update, event) in results {
-            match update.status {
-                MessageStatus::Sent => round.sent += 1,
-                MessageStatus::Queued => round.retried += 1,
-                MessageStatus::Failed => round.failed += 1,
-                MessageStatus::Dead => round.dead += 1,
-                MessageStatus::Sending => {}
+        // Results are recorded as they come in (whatever is ready, up to a chunk), so a crash
+        // mid-round leaves only the sends truly in flight with an unknown outcome.
+        let mut results = std::pin::pin!(
+            futures_util::stream::iter(claimed)
+                .map(|m| self.send_one(ws, &delivery, m))
+                .buffer_unordered(self.inner.config.concurrency.max(1))
+                .ready_chunks(RECORD_CHUNK)
+        );
+        while let Some(chunk) = results.next().await {
+            let mut updates = Vec::with_capacity(chunk.len());
+            let mut events = Vec::new();
+            for (update, event) in chunk {
+                match update.status {
+                    MessageStatus::Sent => round.sent += 1,
+                    MessageStatus::Queued => round.retried += 1,
+                    MessageStatus::Failed => round.failed += 1,
+                    MessageStatus::Dead => round.dead += 1,
+                    MessageStatus::Sending => {}
+                }
+                updates.push(update);
+                events.extend(event);
             }
-            updates.push(update);
-            events.extend(event);
+            // Events first: a crash between the two leaves the messages to expire, and the
+            // events (whose ids derive from the message) are not written twice.
+            if !events.is_empty() {
+                store.append(events, Millis(now.0 - 30 * 86_400_000)).await?;
+            }
+            store.update_messages(ws, &updates).await?;
         }
-        // Events first: a crash between the two leaves the messages to expire, and the events
-        // (whose ids derive from the message) are not written twice.
-        if !events.is_empty() {
-            store.append(events, Millis(now.0 - 30 * 86_400_000)).await?;
-        }
-        store.update_messages(ws, &updates).await?;
         Ok(round)
     }
 

@@ -23,6 +23,42 @@ pub struct Config {
     pub shutdown_grace: HumanDuration,
     pub log: LogConfig,
     pub ingest: IngestConfig,
+    pub delivery: DeliverySection,
+}
+
+/// How the outbox sender runs (providers are per workspace, in its `delivery` setting).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySection {
+    /// How long a claimed message is held; a sender that has not recorded the outcome by then
+    /// is presumed dead (its message is resent where providers deduplicate, else dead-lettered).
+    pub lease: HumanDuration,
+    /// Most messages claimed per round and workspace.
+    pub batch: usize,
+    /// Most sends in flight per workspace.
+    pub concurrency: usize,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        let d = whisperer_deliver::SenderConfig::default();
+        Self {
+            lease: HumanDuration::from_secs(d.lease.as_secs() as i64),
+            batch: d.batch,
+            concurrency: d.concurrency,
+        }
+    }
+}
+
+impl DeliverySection {
+    pub fn sender_config(&self) -> whisperer_deliver::SenderConfig {
+        whisperer_deliver::SenderConfig {
+            lease: self.lease.as_std(),
+            batch: self.batch.max(1),
+            concurrency: self.concurrency.max(1),
+            ..whisperer_deliver::SenderConfig::default()
+        }
+    }
 }
 
 impl Default for Config {
@@ -34,6 +70,7 @@ impl Default for Config {
             shutdown_grace: HumanDuration::from_secs(30),
             log: LogConfig::default(),
             ingest: IngestConfig::default(),
+            delivery: DeliverySection::default(),
         }
     }
 }

@@ -47,7 +47,8 @@ impl Server {
             Arc::new(config.ingest.build(store.clone(), &mut registry).context("invalid [ingest] config")?);
         let profiles = ProfileEngine::new(store.clone(), EngineConfig::default());
         let churn = Arc::new(ChurnModels::new(store.clone()));
-        let state = AppState::new(store, ingestor, registry, Some(profiles.clone()), Some(churn.clone()));
+        let state = AppState::new(store, ingestor, registry, Some(profiles.clone()), Some(churn.clone()))
+            .with_sender_config(config.delivery.sender_config());
         let decisions = state.decisions().clone();
         let sender = state.sender().clone();
         let app = whisperer_api::router(state);

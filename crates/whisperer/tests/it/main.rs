@@ -5,6 +5,7 @@ mod cli;
 mod clients;
 mod cohorts;
 mod decide;
+mod deliver;
 mod durability;
 mod helpers;
 mod postgres;
