@@ -157,6 +157,13 @@ pub trait Provider: Send + Sync {
         false
     }
 
+    /// Most sends the provider carries at once (an SMTP pool's connections), when limited: a
+    /// sender claims no more than this, since a claimed message waiting for a free connection
+    /// would count as in flight if the sender died.
+    fn capacity(&self) -> Option<usize> {
+        None
+    }
+
     async fn send(&self, message: &Message) -> Result<Receipt, SendError>;
 }
 

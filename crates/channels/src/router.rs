@@ -205,6 +205,12 @@ impl Route {
         Route { slots, limit: limit.map(|l| Mutex::new(l.bucket(Instant::now()))) }
     }
 
+    /// Most sends the route carries at once: its first choice's capacity (failover is the
+    /// exception, not the pace).
+    pub fn capacity(&self) -> Option<usize> {
+        self.slots.first().and_then(|s| s.provider.capacity())
+    }
+
     /// Whether every provider of the route drops duplicates by message id (so a send whose
     /// outcome a crash hid may be repeated).
     pub fn deduplicates(&self) -> bool {
@@ -261,6 +267,11 @@ impl Router {
 
     pub fn route(&self, channel: Channel) -> Option<&Route> {
         self.routes.get(&channel)
+    }
+
+    /// The smallest capacity of any route, when one is limited.
+    pub fn capacity(&self) -> Option<usize> {
+        self.routes.values().filter_map(Route::capacity).min()
     }
 
     /// One pass: the first provider (in priority order) whose circuit is closed and whose rate

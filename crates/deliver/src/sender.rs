@@ -214,7 +214,10 @@ impl Sender {
         }
 
         let lease_until = Millis(now.0 + self.inner.config.lease.as_millis() as i64);
-        let claimed = store.claim_messages(ws, now, lease_until, self.inner.config.batch).await?;
+        // No more than the slowest route carries at once (an SMTP pool's connections): every
+        // claimed message is then truly in flight.
+        let batch = self.inner.config.batch.min(delivery.router.capacity().unwrap_or(usize::MAX)).max(1);
+        let claimed = store.claim_messages(ws, now, lease_until, batch).await?;
         round.claimed = claimed.len();
         if claimed.is_empty() {
             return Ok(round);

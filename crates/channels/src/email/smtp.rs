@@ -198,6 +198,7 @@ impl SmtpConfig {
             sender,
             idle: Mutex::new(Vec::new()),
             slots: Semaphore::new(self.max_connections as usize),
+            max_connections: self.max_connections as usize,
             timeout,
             idle_timeout: idle,
         })
@@ -228,6 +229,7 @@ pub struct SmtpProvider {
     idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
     /// Caps open connections: one permit per connection in use.
     slots: Semaphore,
+    max_connections: usize,
     timeout: Duration,
     idle_timeout: Duration,
 }
@@ -325,6 +327,10 @@ impl SmtpProvider {
 impl Provider for SmtpProvider {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn capacity(&self) -> Option<usize> {
+        Some(self.max_connections)
     }
 
     fn channel(&self) -> Channel {
