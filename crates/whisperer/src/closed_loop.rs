@@ -1,24 +1,37 @@
 //! `whisperer simulate --campaigns FILE…`: the decision engine run against a simulated
 //! population, in process. Events flow from the simulator into live profiles; stage changes and
-//! events trigger campaigns; the engine decides (holdout, policy, fatigue); chosen messages are
-//! applied to the simulated user directly (until delivery channels exist); goal events teach
-//! the policy. The simulator's oracle scores every sent decision against the best arm, so the
-//! report says what the policy cost compared with knowing the truth, and with choosing at random.
+//! events trigger campaigns; the engine decides (holdout, policy, fatigue); a sent decision goes
+//! through the real delivery code: its template is rendered for the user (traits, features,
+//! scores, locale) with signed tracking links and passed through the compliance gate
+//! (`whisperer-deliver`), then routed (`whisperer-channels`) to a [`SimulatorProvider`], whose
+//! `send` delivers the message into the simulation. What the simulated user does with it
+//! (delivered, opened, clicked, unsubscribed) comes back like a provider's status callbacks and
+//! becomes events the engine learns from. The simulator's oracle scores every sent decision
+//! against the best arm, so the report says what the policy cost compared with knowing the
+//! truth, and with choosing at random.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, bail};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use whisperer_channels::router::{BreakerConfig, Outcome as Routed, Route, Router, Slot};
+use whisperer_channels::{
+    DeliveryStatus as Status, FailureKind, Message as Outgoing, Provider, Receipt, Recipient, SendError,
+    StatusEvent,
+};
+use whisperer_compliance::{ComplianceRules, RulesConfig};
 use whisperer_core::{EventType, Millis, WorkspaceId};
 use whisperer_decide::{
-    Campaign, CampaignSpec, DecisionStatus, Draw, Engine, FatigueRules, OutcomeKind, UserContext,
+    Campaign, CampaignSpec, Channel, DecisionStatus, Draw, Engine, FatigueRules, OutcomeKind, UserContext,
 };
+use whisperer_deliver::{CompiledTemplate, Composer, TemplateDefinition, TrackingKey, UserData};
 use whisperer_profiles::{Engagement, ProfileTable, Tracker};
 use whisperer_sim::{Angle, DeliveryStatus, Intervention, Message, SimConfig, Simulation, user_id_of};
-use whisperer_store::{DecisionRecord, OutcomeUpdate};
+use whisperer_store::{DecisionRecord, MessageRecord, MessageStatus, OutcomeUpdate};
 
 /// Decisions are taken at the end of each step of simulated time.
 const STEP_MS: i64 = 15 * 60_000;
@@ -26,6 +39,13 @@ const STEP_MS: i64 = 15 * 60_000;
 const SWEEP_MS: i64 = 6 * 3_600_000;
 /// Policies take a new snapshot of what they learned this often.
 const REFRESH_MS: i64 = 3_600_000;
+/// The simulated workspace's postal address: its compliance rules require it in marketing email.
+pub const POSTAL_ADDRESS: &str = "Whisperer Simulations Ltd, 1 Example Street, Springfield 12345";
+/// Where the simulated workspace's tracking links point (nothing answers there: the simulator
+/// reports opens and clicks itself).
+const TRACKING_BASE_URL: &str = "https://track.whisperer.example";
+/// Channels the simulator can deliver on (webhooks reach the customer's systems, not the user).
+const SIMULATED_CHANNELS: [Channel; 4] = [Channel::Email, Channel::Sms, Channel::Push, Channel::InApp];
 
 /// What a closed-loop run measured.
 #[derive(Debug, Serialize)]
@@ -58,12 +78,65 @@ pub struct LoopReport {
     pub opened: u64,
     pub clicked: u64,
     pub unsubscribed: u64,
+    /// What became of the sent decisions' messages: rendered, gated, routed.
+    pub delivery: DeliveryReport,
     /// Every decision as the audit trail stores it (when asked for).
     #[serde(skip)]
     pub records: Vec<DecisionRecord>,
     /// What came of them, in the order it happened (stored after the decisions).
     #[serde(skip)]
     pub outcomes: Vec<OutcomeUpdate>,
+    /// Every message and what became of it, in decision order (when records are asked for).
+    #[serde(skip)]
+    pub messages: Vec<MessageLog>,
+}
+
+/// The messages of sent decisions, step by step: content, gate, router, simulated user.
+#[derive(Debug, Default, Serialize)]
+pub struct DeliveryReport {
+    /// Sent decisions, one message each.
+    pub messages: u64,
+    /// Messages whose template rendered for the user (whether the gate let them out or not).
+    pub rendered: u64,
+    /// Messages that could not be rendered, by reason (`render_error`: the template needs a
+    /// variable the user lacks; `no_recipient`: no address for the channel; `no_template`).
+    pub not_rendered: BTreeMap<String, u64>,
+    /// Rendered messages the compliance gate stopped, and the rules they broke (a message may
+    /// break several).
+    pub blocked: u64,
+    pub blocked_by_rule: BTreeMap<String, u64>,
+    /// Messages a provider accepted.
+    pub sent: u64,
+    /// Messages no provider could deliver, by the provider's error code (`unsubscribed`,
+    /// `unknown_address`, …).
+    pub failed: u64,
+    pub failed_by_code: BTreeMap<String, u64>,
+    pub by_provider: BTreeMap<String, ProviderCount>,
+    /// Sent messages by the template locale they were rendered in.
+    pub by_locale: BTreeMap<String, u64>,
+    /// Messages that reached simulated users, as the simulator counts them (messages scheduled
+    /// past the end of the run are not among them).
+    pub simulated_deliveries: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ProviderCount {
+    pub sent: u64,
+    pub failed: u64,
+}
+
+/// One message of the run, as an outbox would keep it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MessageLog {
+    pub decision: String,
+    pub person: i64,
+    pub channel: Channel,
+    /// `sent`, the compose error code (`render_error`, `compliance`, …) or the provider's
+    /// failure code.
+    pub result: String,
+    pub opened: bool,
+    pub clicked: bool,
+    pub unsubscribed: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -111,6 +184,79 @@ pub fn load_campaigns(paths: &[PathBuf]) -> anyhow::Result<Vec<Campaign>> {
     Ok(out)
 }
 
+/// Message templates by id (a template's id is its file name without `.json`).
+pub type Templates = BTreeMap<String, Arc<CompiledTemplate>>;
+
+/// Reads every `*.json` template definition in `dir`; a definition that does not compile is
+/// reported with its file.
+pub fn load_templates(dir: &Path) -> anyhow::Result<Templates> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the templates directory {}", dir.display()))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry.with_context(|| format!("cannot read {}", dir.display()))?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut out = Templates::new();
+    for path in paths {
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let compiled =
+            TemplateDefinition::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let id = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        out.insert(id, Arc::new(compiled));
+    }
+    Ok(out)
+}
+
+/// Where templates are read from without `--templates`: `examples/templates` under the working
+/// directory, else the `templates` directory beside the first campaign file's directory (so
+/// `examples/campaigns/x.toml` finds `examples/templates` from anywhere).
+pub fn default_templates_dir(campaign_files: &[PathBuf]) -> PathBuf {
+    let here = PathBuf::from("examples/templates");
+    if here.is_dir() {
+        return here;
+    }
+    campaign_files
+        .first()
+        .and_then(|f| f.parent())
+        .and_then(|d| d.parent())
+        .map(|d| d.join("templates"))
+        .filter(|d| d.is_dir())
+        .unwrap_or(here)
+}
+
+/// The example templates, built into the binary so the demo needs no files beside it.
+pub fn example_templates() -> anyhow::Result<Templates> {
+    macro_rules! example {
+        ($id:literal) => {
+            ($id, include_str!(concat!("../../../examples/templates/", $id, ".json")))
+        };
+    }
+    let files = [
+        example!("onboarding-getting-started"),
+        example!("onboarding-feature-tip"),
+        example!("win-back-check-in"),
+        example!("win-back-discount"),
+        example!("win-back-feature-tip"),
+        example!("win-back-social-proof"),
+        example!("upgrade-discount"),
+        example!("upgrade-social-proof"),
+        example!("upgrade-feature-tip"),
+    ];
+    files
+        .into_iter()
+        .map(|(id, text)| {
+            let compiled =
+                TemplateDefinition::parse(text).map_err(|e| anyhow::anyhow!("template {id}: {e}"))?;
+            Ok((id.to_owned(), Arc::new(compiled)))
+        })
+        .collect()
+}
+
 /// The simulator's angle for a content: its `angle` label, else its id.
 fn angle_of(campaign: &Campaign, content: usize) -> anyhow::Result<Angle> {
     let c = &campaign.spec.actions.contents[content];
@@ -125,23 +271,39 @@ fn angle_of(campaign: &Campaign, content: usize) -> anyhow::Result<Angle> {
     })
 }
 
-/// Runs the population with the campaigns; `progress` is told the simulated day now and then.
-/// With `keep_records`, the report holds every decision as the audit trail would store it.
-pub fn run(
+/// Runs the population with the campaigns, sending the chosen messages through `templates`,
+/// the compliance gate and a router to the simulated users; `progress` is told the simulated
+/// day now and then. With `keep_records`, the report holds every decision as the audit trail
+/// would store it, and every message.
+pub async fn run(
     config: SimConfig,
     campaigns: Vec<Campaign>,
+    templates: Templates,
     keep_records: bool,
     mut progress: impl FnMut(u32),
 ) -> anyhow::Result<LoopReport> {
+    let mut angles = HashMap::new();
     for c in &campaigns {
-        for i in 0..c.spec.actions.contents.len() {
-            angle_of(c, i)?;
+        for (i, content) in c.spec.actions.contents.iter().enumerate() {
+            angles.insert((c.spec.id.clone(), content.id.clone()), angle_of(c, i)?);
+            if let Some(t) = &content.template
+                && !templates.contains_key(t)
+            {
+                bail!(
+                    "campaign {}: content {:?} names template {t:?}, which is not among the templates ({})",
+                    c.spec.id,
+                    content.id,
+                    templates.keys().cloned().collect::<Vec<_>>().join(", ")
+                );
+            }
         }
     }
     let (users, seed) = (config.users, config.seed);
     let days = ((config.end.0 - config.start.0) / 86_400_000) as u32;
-    let mut sim = Simulation::new(config).context("invalid simulation options")?;
+    let (start, end) = (config.start.0, config.end.0);
+    let sim = Arc::new(Mutex::new(Simulation::new(config).context("invalid simulation options")?));
     let ws = WorkspaceId::generate();
+    let delivery = Delivery::new(&ws, seed, sim.clone(), angles, templates)?;
     let mut engine = Engine::new(FatigueRules::default());
     let ids: Vec<String> = campaigns.iter().map(|c| c.spec.id.clone()).collect();
     let mut arm_stats: Vec<Vec<(u64, u64, f64, u64)>> =
@@ -171,8 +333,10 @@ pub fn run(
         opened: 0,
         clicked: 0,
         unsubscribed: 0,
+        delivery: DeliveryReport::default(),
         records: Vec::new(),
         outcomes: Vec::new(),
+        messages: Vec::new(),
     };
     let mut tracker = Tracker::default();
     let mut profiles = ProfileTable::default();
@@ -180,7 +344,6 @@ pub fn run(
     // Decision id → (holdout, still counted) for the uplift; outcomes settle each.
     let mut groups: HashMap<String, bool> = HashMap::new();
     let mut scored: Vec<Scored> = Vec::new();
-    let (start, end) = (sim.config().start.0, sim.config().end.0);
     let mut batch: Vec<whisperer_core::StoredEvent> = Vec::new();
     let mut transitions = Vec::new();
     let mut outcomes = Vec::new();
@@ -196,7 +359,7 @@ pub fn run(
     while t < end {
         t = (t + STEP_MS).min(end);
         batch.clear();
-        sim.advance_to(Millis(t), |m: &Message<'_>| {
+        lock(&sim).advance_to(Millis(t), |m: &Message<'_>| {
             seq += 1;
             batch.push(m.to_stored_event(&ws, seq));
         });
@@ -208,7 +371,17 @@ pub fn run(
                 && let Ok(Value::Object(raw)) = serde_json::from_str::<Value>(&e.event.raw)
                 && let Some(Value::Object(t)) = raw.get("traits")
             {
-                traits.entry(person).or_default().extend(t.clone());
+                let known = traits.entry(person).or_default();
+                known.extend(t.clone());
+                // What the sign-up does not say but messages need: the user's locale, phone
+                // and push token (a real app would learn them from its SDKs).
+                if !known.contains_key("locale")
+                    && let Some(contact) = e.event.user_id.as_deref().and_then(|u| lock(&sim).contact(u))
+                {
+                    known.insert("locale".into(), contact.locale.into());
+                    known.insert("phone".into(), contact.phone.into());
+                    known.insert("push_token".into(), contact.push_token.into());
+                }
             }
             transitions.clear();
             tracker.step(profiles.get_or_default(person), e, &mut transitions);
@@ -301,6 +474,8 @@ pub fn run(
             };
             let user_id = user_id_of(person as u32);
             let decided = decide_round(&mut engine, &wanted, &user, &user_id, t, &mut next_id, &mut rng);
+            // What a message may say about the user, built once for all of this round's sends.
+            let mut user_data = None;
             for d in decided {
                 if keep_records {
                     report.records.push(whisperer_decide::record::to_record(&d));
@@ -327,16 +502,19 @@ pub fn run(
                     .arms
                     .iter()
                     .map(|a| Intervention {
-                        channel: a.channel.unwrap_or(whisperer_decide::Channel::Email),
+                        channel: a.channel.unwrap_or(Channel::Email),
                         angle: a.content.map_or(Angle::CheckIn, |c| angle_of(&campaign, c).expect("checked")),
                         at: Millis(deliver_at),
                     })
                     .collect();
                 let horizon = (campaign.goal_window_ms / 86_400_000).max(1) as u32;
-                let uplifts: Vec<f64> = candidates
-                    .iter()
-                    .map(|iv| sim.expected_uplift(&user_id, iv, horizon).map_or(0.0, |u| u.uplift))
-                    .collect();
+                let uplifts: Vec<f64> = {
+                    let sim = lock(&sim);
+                    candidates
+                        .iter()
+                        .map(|iv| sim.expected_uplift(&user_id, iv, horizon).map_or(0.0, |u| u.uplift))
+                        .collect()
+                };
                 let best = uplifts.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let best_arm = uplifts.iter().position(|u| *u == best).unwrap_or(0);
                 let mean = uplifts.iter().sum::<f64>() / uplifts.len() as f64;
@@ -348,24 +526,59 @@ pub fn run(
                     s[a].2 += u;
                     s[a].3 += 1;
                 }
-                let outcome = sim.apply_intervention(&user_id, candidates[arm]);
-                if outcome.status == DeliveryStatus::Delivered {
-                    let props = json!({ "decision_id": d.id });
-                    let at = outcome.delivered_at.0;
-                    engine.observe(person, "Message Delivered", at, props.as_object(), &mut outcomes);
-                    if outcome.opened {
-                        report.opened += 1;
-                        engine.observe(person, "Message Opened", at, props.as_object(), &mut outcomes);
+                let user_data = user_data.get_or_insert_with(|| UserData {
+                    user_id: Some(user_id.clone()),
+                    traits: user_traits.clone(),
+                    features: whisperer_decide::context::FEATURE_NAMES
+                        .iter()
+                        .filter_map(|&name| {
+                            whisperer_decide::context::feature(&features, name).flatten().map(|v| (name, v))
+                        })
+                        .collect(),
+                    // The loop runs no churn model (the engine gets no churn score either).
+                    scores: Some(whisperer_templates::Scores {
+                        engagement,
+                        churn: 0.0,
+                        stage: profile.stage().as_str().into(),
+                    }),
+                    time_zone: user_traits.get("timezone").and_then(Value::as_str).map(str::to_owned),
+                });
+                let sent = delivery.send(&d, &campaign, arm, person, user_data, &mut report.delivery).await;
+                let mut log = MessageLog {
+                    decision: d.id.clone(),
+                    person,
+                    channel: candidates[arm].channel,
+                    result: sent.result,
+                    opened: false,
+                    clicked: false,
+                    unsubscribed: false,
+                };
+                // The provider's status callbacks, as events of the user.
+                for ev in &sent.callbacks {
+                    let mut props = json!({
+                        "decision_id": d.id,
+                        "channel": log.channel.as_str(),
+                        "message_id": ev.message_id,
+                    });
+                    match ev.status {
+                        Status::Opened => (report.opened, log.opened) = (report.opened + 1, true),
+                        Status::Clicked => (report.clicked, log.clicked) = (report.clicked + 1, true),
+                        Status::Unsubscribed => {
+                            (report.unsubscribed, log.unsubscribed) = (report.unsubscribed + 1, true)
+                        }
+                        Status::Bounced => {
+                            props["type"] = json!("hard");
+                            props
+                                .as_object_mut()
+                                .expect("an object")
+                                .extend(ev.detail.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))));
+                        }
+                        _ => {}
                     }
-                    if outcome.clicked {
-                        report.clicked += 1;
-                        engine.observe(person, "Message Clicked", at, props.as_object(), &mut outcomes);
-                    }
-                    if outcome.unsubscribed {
-                        report.unsubscribed += 1;
-                        let props = json!({ "channel": candidates[arm].channel.as_str() });
-                        engine.observe(person, "Unsubscribed", at, props.as_object(), &mut outcomes);
-                    }
+                    engine.observe(person, ev.status.event_name(), ev.at, props.as_object(), &mut outcomes);
+                }
+                if keep_records {
+                    report.messages.push(log);
                 }
             }
         }
@@ -382,6 +595,7 @@ pub fn run(
             progress(((t - start) / 86_400_000) as u32);
         }
     }
+    report.delivery.simulated_deliveries = lock(&sim).stats().interventions;
     for (c, stats) in arm_stats.iter().enumerate() {
         let campaign = engine.campaign(&ids[c]).expect("known");
         for (a, (chosen, best, uplift_sum, n)) in stats.iter().enumerate() {
@@ -426,6 +640,304 @@ pub fn run(
         report.uplift_ci_high = Some(test.diff_ci.upper);
     }
     Ok(report)
+}
+
+/// The simulated workspace's delivery: its templates, compliance rules and tracking key, the
+/// composer that renders messages, and a router whose providers deliver into the simulation.
+struct Delivery {
+    ws: WorkspaceId,
+    templates: Templates,
+    rules: ComplianceRules,
+    tracking_key: TrackingKey,
+    composer: Composer,
+    router: Router,
+    /// Status callbacks of the simulator's providers, read after each send.
+    callbacks: Arc<Mutex<Vec<StatusEvent>>>,
+    /// The composer asks a store for what `compose` needs; rendering (all the loop uses) does
+    /// not, so an empty scratch store stands in for the workspace's.
+    _scratch: tempfile::TempDir,
+}
+
+/// What became of one message: `sent` or why not, and what the provider reported back.
+struct Sent {
+    result: String,
+    callbacks: Vec<StatusEvent>,
+}
+
+impl Delivery {
+    fn new(
+        ws: &WorkspaceId,
+        seed: u64,
+        sim: Arc<Mutex<Simulation>>,
+        angles: HashMap<(String, String), Angle>,
+        templates: Templates,
+    ) -> anyhow::Result<Delivery> {
+        let scratch = tempfile::Builder::new()
+            .prefix("whisperer-loop-")
+            .tempdir()
+            .context("cannot make a scratch dir")?;
+        let store = whisperer_store_sqlite::SqliteStore::open(scratch.path())?;
+        let composer = Composer::new(Arc::new(store), None, None);
+        let rules = ComplianceRules::new(RulesConfig {
+            postal_address: Some(POSTAL_ADDRESS.into()),
+            ..Default::default()
+        })?;
+        let callbacks = Arc::new(Mutex::new(Vec::new()));
+        let angles = Arc::new(angles);
+        let routes = SIMULATED_CHANNELS
+            .into_iter()
+            .map(|channel| {
+                let provider = SimulatorProvider {
+                    name: format!("simulator-{channel}"),
+                    channel,
+                    sim: sim.clone(),
+                    angles: angles.clone(),
+                    callbacks: callbacks.clone(),
+                };
+                let slot = Slot::new(Arc::new(provider), BreakerConfig::default(), None);
+                (channel, Route::new(vec![slot], None))
+            })
+            .collect();
+        Ok(Delivery {
+            ws: ws.clone(),
+            templates,
+            rules,
+            // A fixed key: links differ by message, not by run.
+            tracking_key: TrackingKey::new(format!("whisperer-simulation-{seed}").as_bytes()),
+            composer,
+            router: Router::new(routes),
+            callbacks,
+            _scratch: scratch,
+        })
+    }
+
+    /// Renders a sent decision's message for the user, passes it through the gate and routes
+    /// it; counts each step in `report`.
+    async fn send(
+        &self,
+        d: &whisperer_decide::Decision,
+        campaign: &Campaign,
+        arm: usize,
+        person: i64,
+        user: &UserData,
+        report: &mut DeliveryReport,
+    ) -> Sent {
+        report.messages += 1;
+        let failed = |result: &str| Sent { result: result.to_owned(), callbacks: Vec::new() };
+        let arm = &campaign.arms[arm];
+        let channel = arm.channel.unwrap_or(Channel::Email);
+        let Some(content) = arm.content.map(|c| &campaign.spec.actions.contents[c]) else {
+            *report.not_rendered.entry("no_content".into()).or_default() += 1;
+            return failed("no_content");
+        };
+        let Some(template) = content.template.as_ref().and_then(|t| self.templates.get(t)) else {
+            *report.not_rendered.entry("no_template".into()).or_default() += 1;
+            return failed("no_template");
+        };
+        let deliver_at = d.deliver_at.unwrap_or(d.at);
+        let record = MessageRecord {
+            id: format!("msg-{}", d.id),
+            person,
+            channel: channel.as_str().into(),
+            decision_id: Some(d.id.clone()),
+            campaign: Some(d.campaign.clone()),
+            status: MessageStatus::Sending,
+            attempts: 1,
+            due_at: Millis(deliver_at),
+            lease_until: None,
+            provider: None,
+            provider_message_id: None,
+            body: String::new(),
+            error: None,
+            created_at: Millis(d.at),
+            updated_at: Millis(d.at),
+        };
+        let vars = whisperer_templates::Decision {
+            id: d.id.clone(),
+            campaign: d.campaign.clone(),
+            arm: arm.name.clone(),
+            channel: Some(channel.as_str().into()),
+            content: Some(whisperer_templates::Value::from(content.id.as_str())),
+        };
+        let workspace = whisperer_deliver::WorkspaceContent {
+            rules: &self.rules,
+            tracking: Some((TRACKING_BASE_URL, &self.tracking_key)),
+            opens_and_clicks: true,
+            preview: false,
+            // Contents with a brief are sent with their template: the simulation has no LLM.
+            llm: None,
+        };
+        let rendered = self.composer.render(
+            &self.ws,
+            &workspace,
+            &record,
+            channel,
+            template,
+            user,
+            vars,
+            Some(&d.campaign),
+        );
+        let mut message = match rendered {
+            Ok((message, violations)) => {
+                report.rendered += 1;
+                // The gate, as the composer applies it to every job: any violation stops the
+                // message.
+                if !violations.is_empty() {
+                    report.blocked += 1;
+                    let mut rules: Vec<&str> = violations.iter().map(|v| v.rule).collect();
+                    rules.sort_unstable();
+                    rules.dedup();
+                    for rule in rules {
+                        *report.blocked_by_rule.entry(rule.to_owned()).or_default() += 1;
+                    }
+                    return failed("compliance");
+                }
+                message
+            }
+            Err(e) => {
+                *report.not_rendered.entry(e.code.to_owned()).or_default() += 1;
+                return failed(e.code);
+            }
+        };
+        // What the simulated reader needs besides the text: which content it is (the angle
+        // stands in for reading it) and when it is due (a scheduled send, as SendGrid's
+        // `send_at`): the decision may be for the user's usual hour, later today.
+        message.data.insert("content".into(), content.id.clone());
+        message.data.insert("send_at".into(), deliver_at.to_string());
+        let locale = message.data.get("locale").cloned().unwrap_or_default();
+        match self.router.send(&message).await {
+            Routed::Sent { provider, .. } => {
+                report.sent += 1;
+                report.by_provider.entry(provider).or_default().sent += 1;
+                *report.by_locale.entry(locale).or_default() += 1;
+                let callbacks = std::mem::take(&mut *lock(&self.callbacks));
+                Sent { result: "sent".into(), callbacks }
+            }
+            Routed::Undeliverable { error, tries } => {
+                report.failed += 1;
+                *report.failed_by_code.entry(error.code.clone()).or_default() += 1;
+                let provider = tries.last().map(|t| t.provider.clone()).unwrap_or_default();
+                report.by_provider.entry(provider).or_default().failed += 1;
+                // The bounce a real sender writes to the log, so the engine stops using the
+                // channel for this user.
+                let bounce = StatusEvent {
+                    message_id: Some(message.id.clone()),
+                    provider_message_id: None,
+                    status: Status::Bounced,
+                    at: deliver_at,
+                    detail: [("code".to_owned(), error.code.clone()), ("reason".to_owned(), error.message)]
+                        .into(),
+                };
+                Sent { result: error.code, callbacks: vec![bounce] }
+            }
+            // Simulated providers neither throttle nor go down; a configuration that makes them
+            // would be a bug, counted rather than retried.
+            Routed::Retry { .. } => {
+                report.failed += 1;
+                *report.failed_by_code.entry("retry".into()).or_default() += 1;
+                failed("retry")
+            }
+            Routed::Refused { .. } => {
+                report.failed += 1;
+                *report.failed_by_code.entry("refused".into()).or_default() += 1;
+                failed("refused")
+            }
+        }
+    }
+}
+
+/// A delivery provider whose recipients are the simulated users: `send` finds the user the
+/// address belongs to and applies the message (its channel, its content's angle, its send
+/// time) to them, changing their hidden state. What the user does with it is reported like a
+/// provider's status callbacks: delivered, opened, clicked, unsubscribed.
+pub struct SimulatorProvider {
+    name: String,
+    channel: Channel,
+    sim: Arc<Mutex<Simulation>>,
+    /// (campaign, content) → what the message is about, as the simulator understands it.
+    angles: Arc<HashMap<(String, String), Angle>>,
+    callbacks: Arc<Mutex<Vec<StatusEvent>>>,
+}
+
+#[async_trait::async_trait]
+impl Provider for SimulatorProvider {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+        let field = |k: &str| message.data.get(k).map(String::as_str).unwrap_or_default();
+        let angle = self
+            .angles
+            .get(&(field("campaign").to_owned(), field("content").to_owned()))
+            .ok_or_else(|| {
+                SendError::new(
+                    FailureKind::Provider,
+                    "unknown_content",
+                    format!("campaign {:?} has no content {:?}", field("campaign"), field("content")),
+                )
+            })?;
+        let mut sim = lock(&self.sim);
+        let at = field("send_at").parse().map_or(sim.now(), Millis);
+        let address = match &message.recipient {
+            Recipient::Email { address, .. } => Some(address.as_str()),
+            Recipient::Phone { number } => Some(number.as_str()),
+            Recipient::PushToken { token } => Some(token.as_str()),
+            Recipient::Person => message.user_id.as_deref(),
+            Recipient::WebPush { .. } => None,
+        };
+        let gone = |code: &str, why: String| SendError::new(FailureKind::Recipient, code, why);
+        let user_id = address.and_then(|a| sim.user_of_address(self.channel, a)).ok_or_else(|| {
+            gone("unknown_address", format!("no simulated user has this {} address", self.channel))
+        })?;
+        let outcome =
+            sim.apply_intervention(&user_id, Intervention { channel: self.channel, angle: *angle, at });
+        match outcome.status {
+            DeliveryStatus::Delivered => {}
+            DeliveryStatus::Unsubscribed => {
+                return Err(gone("unsubscribed", format!("the user unsubscribed from {}", self.channel)));
+            }
+            // In-app messages are addressed by person, and campaigns may pick anonymous
+            // visitors: the inbox keeps the message, but a visitor never opens the app, so it is
+            // never delivered (no callback).
+            DeliveryStatus::NotSignedUp if self.channel == Channel::InApp => {
+                return Ok(Receipt { provider_message_id: Some(message.id.clone()) });
+            }
+            DeliveryStatus::NotSignedUp | DeliveryStatus::UnknownUser => {
+                return Err(gone("no_account", "the user has no account".into()));
+            }
+        }
+        let at = outcome.delivered_at.0;
+        let event = |status| StatusEvent {
+            message_id: Some(message.id.clone()),
+            provider_message_id: Some(message.id.clone()),
+            status,
+            at,
+            detail: BTreeMap::new(),
+        };
+        let mut callbacks = lock(&self.callbacks);
+        callbacks.push(event(Status::Delivered));
+        if outcome.opened {
+            callbacks.push(event(Status::Opened));
+        }
+        if outcome.clicked {
+            callbacks.push(event(Status::Clicked));
+        }
+        if outcome.unsubscribed {
+            callbacks.push(event(Status::Unsubscribed));
+        }
+        Ok(Receipt { provider_message_id: Some(message.id.clone()) })
+    }
+}
+
+/// A panic while the simulation or the callbacks are held ends the run anyway; a poisoned lock
+/// is taken over rather than panicking again.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Campaigns a stage change triggers.
@@ -539,5 +1051,41 @@ pub fn summary(r: &LoopReport, elapsed: std::time::Duration) -> String {
     for a in &r.arms {
         out += &format!(" {}:{} {}/{}", a.campaign, a.arm, a.chosen, a.oracle_best);
     }
+    out += "\n";
+    out += &delivery_summary(&r.delivery);
+    out
+}
+
+/// The delivery lines of the summary: how many messages got through each step, and why not.
+pub fn delivery_summary(d: &DeliveryReport) -> String {
+    let counts = |m: &BTreeMap<String, u64>| {
+        if m.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", m.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", "))
+        }
+    };
+    let not_rendered: u64 = d.not_rendered.values().sum();
+    let mut out = format!(
+        "  delivery: {} messages; {} rendered, {} not rendered{}; {} blocked by the gate{}\n",
+        d.messages,
+        d.rendered,
+        not_rendered,
+        counts(&d.not_rendered),
+        d.blocked,
+        counts(&d.blocked_by_rule),
+    );
+    out += &format!(
+        "  sent {}, failed {}{}; by provider (sent/failed):{}\n",
+        d.sent,
+        d.failed,
+        counts(&d.failed_by_code),
+        d.by_provider.iter().map(|(p, c)| format!(" {p} {}/{}", c.sent, c.failed)).collect::<String>(),
+    );
+    out += &format!(
+        "  sent by template locale: {}; reached simulated users: {}",
+        d.by_locale.iter().map(|(l, n)| format!("{l} {n}")).collect::<Vec<_>>().join(", "),
+        d.simulated_deliveries
+    );
     out
 }

@@ -88,6 +88,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         as_of: Some(as_of),
         horizon_days: args.horizon_days,
         campaigns: Vec::new(),
+        templates: None,
         report_json: None,
         record_workspace: None,
         store: Default::default(),
@@ -128,7 +129,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("Retention (GET /v1/cohorts/retention, `whisperer cohorts retention`)");
     print!("{}", crate::cohorts::render(&report, started.elapsed()));
     println!();
-    closed_loop(&args, end)?;
+    closed_loop(&args, end).await?;
 
     if args.serve {
         println!();
@@ -263,9 +264,10 @@ async fn churn_quality(
     Ok(())
 }
 
-/// The decision engine's closed loop on a fresh population (in process, the example campaigns):
-/// decisions, holdout, fatigue and learning, judged by the simulator's oracle.
-fn closed_loop(args: &DemoArgs, end: Millis) -> anyhow::Result<()> {
+/// The decision engine's closed loop on a fresh population (in process, the example campaigns
+/// and templates): decisions, holdout, fatigue and learning, judged by the simulator's oracle,
+/// with every message rendered, gated and delivered to the simulated users.
+async fn closed_loop(args: &DemoArgs, end: Millis) -> anyhow::Result<()> {
     // Built in, so the demo needs no files beside the binary.
     let texts = [
         include_str!("../../../examples/campaigns/win-back.toml"),
@@ -277,8 +279,9 @@ fn closed_loop(args: &DemoArgs, end: Millis) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let config = SimConfig { users: args.users * 2, seed: args.seed, ..SimConfig::ending_at(end, args.days) };
     let started = Instant::now();
-    let report = crate::closed_loop::run(config, campaigns, false, |_| {})?;
-    println!("Decision engine (`whisperer simulate --campaigns examples/campaigns/*.toml`)");
+    let templates = crate::closed_loop::example_templates()?;
+    let report = crate::closed_loop::run(config, campaigns, templates, false, |_| {}).await?;
+    println!("Decision engine and delivery (`whisperer simulate --campaigns examples/campaigns/*.toml`)");
     for line in crate::closed_loop::summary(&report, started.elapsed()).lines() {
         println!("  {line}");
     }

@@ -39,9 +39,14 @@ pub struct SimulateArgs {
     #[arg(long, requires = "write_key")]
     pub url: Option<String>,
     /// Run these campaign files (TOML/JSON) against the population in process: decisions,
-    /// fatigue rules and learning, with the chosen messages applied to the simulated users.
+    /// fatigue rules and learning, with the chosen messages rendered, gated and delivered to
+    /// the simulated users.
     #[arg(long, num_args = 1.., conflicts_with_all = ["output", "url", "oracle_out"])]
     pub campaigns: Vec<PathBuf>,
+    /// With --campaigns: the message templates (`<id>.json` definitions) the campaigns name
+    /// [default: examples/templates, else `templates` beside the campaigns' directory].
+    #[arg(long, requires = "campaigns")]
+    pub templates: Option<PathBuf>,
     /// With --campaigns: write the closed loop's report (uplift, regret, arms) as JSON here.
     #[arg(long, requires = "campaigns")]
     pub report_json: Option<PathBuf>,
@@ -137,6 +142,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
 /// `--campaigns`: the closed loop, with its report on stdout (and in `--report-json`).
 async fn run_campaigns(config: SimConfig, args: &SimulateArgs) -> anyhow::Result<()> {
     let mut campaigns = crate::closed_loop::load_campaigns(&args.campaigns)?;
+    let templates_dir =
+        args.templates.clone().unwrap_or_else(|| crate::closed_loop::default_templates_dir(&args.campaigns));
+    let templates = crate::closed_loop::load_templates(&templates_dir)?;
     // Open the store first: a wrong workspace fails before the simulation runs.
     let target = match &args.record_workspace {
         Some(ws) => {
@@ -153,12 +161,14 @@ async fn run_campaigns(config: SimConfig, args: &SimulateArgs) -> anyhow::Result
     let keep = target.is_some();
     let started = Instant::now();
     let days = args.days;
+    // CPU work: on a blocking thread, driving the loop's async sends itself.
+    let runtime = tokio::runtime::Handle::current();
     let report = tokio::task::spawn_blocking(move || {
-        crate::closed_loop::run(config, campaigns, keep, |day| {
+        runtime.block_on(crate::closed_loop::run(config, campaigns, templates, keep, |day| {
             if day % 10 == 0 {
                 eprintln!("day {day} of {days}");
             }
-        })
+        }))
     })
     .await
     .context("simulation thread failed")??;
