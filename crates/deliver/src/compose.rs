@@ -58,6 +58,8 @@ pub struct WorkspaceContent<'a> {
     pub opens_and_clicks: bool,
     /// A preview: a user without an address for the channel is rendered anyway.
     pub preview: bool,
+    /// The workspace's LLM, which writes the contents that have a brief.
+    pub llm: Option<&'a whisperer_llm::Generator>,
 }
 
 /// A user as a message may speak of them.
@@ -171,15 +173,6 @@ impl Composer {
         let chosen = spec.actions.contents.iter().find(|c| c.id == content_id).ok_or_else(|| {
             ComposeError::new("no_content", format!("campaign has no content {content_id:?}"))
         })?;
-        let Some(template_id) = &chosen.template else {
-            return Err(ComposeError::new(
-                "no_template",
-                format!("content {content_id:?} has no template (briefs need an LLM provider)"),
-            ));
-        };
-        let template = self.template(ws, template_id).await?.ok_or_else(|| {
-            ComposeError::new("no_template", format!("no template {template_id:?} in this workspace"))
-        })?;
         let user = self.user(ws, record.person).await?.ok_or_else(|| {
             ComposeError::new("no_recipient", "the user is not in the store (merged away or deleted)")
         })?;
@@ -190,13 +183,136 @@ impl Composer {
             channel: Some(job.channel.as_str().into()),
             content: Some(whisperer_templates::Value::from(content_id)),
         };
-        let (message, violations) =
-            self.render(ws, content, record, job.channel, &template, &user, decision, Some(&job.campaign))?;
+        let campaign = Some(job.campaign.as_str());
+
+        // A brief is written by the workspace's LLM; whatever goes wrong falls back to the
+        // content's template, and the message records why.
+        let mut fallback_reason = None;
+        if let Some(brief) = &chosen.brief {
+            match content.llm {
+                None => fallback_reason = Some("no llm is configured for this workspace".to_owned()),
+                Some(llm) => {
+                    let locale =
+                        whisperer_templates::user_locale(&user.traits, None).unwrap_or_else(|| "en".into());
+                    match self.generate(ws, llm, &spec, brief, job.channel, &locale, content.rules).await {
+                        Ok((template, record_note)) => {
+                            let (mut message, violations) = self.render(
+                                ws,
+                                content,
+                                record,
+                                job.channel,
+                                &template,
+                                &user,
+                                decision.clone(),
+                                campaign,
+                            )?;
+                            let wrong_language =
+                                whisperer_templates::check_language(&message.text, &locale).err();
+                            if violations.is_empty() && wrong_language.is_none() {
+                                message.data.insert("content_source".into(), "llm".into());
+                                message.data.insert("llm".into(), record_note);
+                                return Ok(message);
+                            }
+                            fallback_reason = Some(match wrong_language {
+                                Some(w) => format!("llm output is in the wrong language: {w}"),
+                                None => format!(
+                                    "llm output blocked by the gate: {}",
+                                    whisperer_compliance::Violations(violations)
+                                        .to_string()
+                                        .replace('\n', "; ")
+                                ),
+                            });
+                        }
+                        Err(reason) => fallback_reason = Some(reason),
+                    }
+                }
+            }
+        }
+        let Some(template_id) = &chosen.template else {
+            return Err(ComposeError::new(
+                "no_template",
+                match fallback_reason {
+                    Some(reason) => {
+                        format!("content {content_id:?} has no template to fall back to: {reason}")
+                    }
+                    None => format!("content {content_id:?} has neither a template nor a brief"),
+                },
+            ));
+        };
+        let template = self.template(ws, template_id).await?.ok_or_else(|| {
+            ComposeError::new("no_template", format!("no template {template_id:?} in this workspace"))
+        })?;
+        let (mut message, violations) =
+            self.render(ws, content, record, job.channel, &template, &user, decision, campaign)?;
         if !violations.is_empty() {
             let message = whisperer_compliance::Violations(violations.clone()).to_string();
             return Err(ComposeError { code: "compliance", message, violations, retryable: false });
         }
+        message.data.insert("content_source".into(), "template".into());
+        if let Some(reason) = fallback_reason {
+            message.data.insert("content_fallback".into(), reason);
+        }
         Ok(message)
+    }
+
+    /// One variant for a brief, as a template (so `{{ unsubscribe_url }}` and any variable the
+    /// model used are rendered, and an unknown variable is caught), with a note of the call.
+    #[allow(clippy::too_many_arguments)]
+    async fn generate(
+        &self,
+        ws: &WorkspaceId,
+        llm: &whisperer_llm::Generator,
+        spec: &CampaignSpec,
+        brief: &str,
+        channel: Channel,
+        locale: &str,
+        rules: &ComplianceRules,
+    ) -> Result<(CompiledTemplate, String), String> {
+        let marketing_email = channel == Channel::Email;
+        let mut required = Vec::new();
+        if marketing_email {
+            required.push("{{ unsubscribe_url }}".to_owned());
+            if let Some(address) = &rules.config().postal_address {
+                required.push(address.clone());
+            }
+        }
+        let request = whisperer_llm::Brief {
+            goal: brief.to_owned(),
+            audience: spec
+                .audience
+                .clone()
+                .map(|a| format!("users matching: {a}"))
+                .unwrap_or_else(|| "users of the product".into()),
+            tone: "clear, warm and brief".into(),
+            channel,
+            max_length: None,
+            locale: locale.to_owned(),
+            required_elements: required,
+        };
+        let generation =
+            llm.generate_variants(ws, &request, 1).await.map_err(|f| format!("llm failed: {}", f.error))?;
+        let record = &generation.record;
+        let note = format!(
+            "{} {} tokens {}+{} cache_hit={} attempts={}",
+            record.provider,
+            record.model,
+            record.input_tokens,
+            record.output_tokens,
+            record.cache_hit,
+            record.attempts
+        );
+        let variant = generation.output.into_iter().next().ok_or("llm returned no variant")?;
+        let definition = TemplateDefinition {
+            kind: MessageKind::Marketing,
+            default_locale: locale.to_owned(),
+            locales: BTreeMap::from([(
+                locale.to_owned(),
+                crate::template::LocaleParts { subject: variant.subject, body: variant.body, html: None },
+            )]),
+        };
+        let compiled =
+            definition.compile().map_err(|e| format!("llm output is not a usable template: {e}"))?;
+        Ok((compiled, note))
     }
 
     /// Renders a template for a user on a channel, with what the compliance gate found (empty

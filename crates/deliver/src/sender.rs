@@ -30,6 +30,11 @@ const RECORD_CHUNK: usize = 64;
 
 /// The setting holding a workspace's compliance rules.
 pub const COMPLIANCE_SETTING: &str = "compliance";
+/// The setting holding a workspace's LLM configuration (`whisperer_llm::LlmConfig` as JSON).
+pub const LLM_SETTING: &str = "llm";
+/// Where a workspace's LLM budget counters are kept between restarts.
+pub const LLM_BUDGET_SETTING: &str = "llm_budget";
+
 /// The setting holding a workspace's tracking key.
 pub const TRACKING_KEY_SETTING: &str = "tracking_key";
 
@@ -63,7 +68,8 @@ pub struct WorkspaceDelivery {
     pub router: Router,
     pub rules: ComplianceRules,
     pub key: TrackingKey,
-    texts: (Option<String>, Option<String>),
+    pub llm: Option<whisperer_llm::Generator>,
+    texts: (Option<String>, Option<String>, Option<String>),
     /// When the settings were last compared with the store's.
     checked_at: Mutex<Instant>,
 }
@@ -75,6 +81,7 @@ impl WorkspaceDelivery {
             tracking: self.config.tracking.base_url.as_deref().map(|b| (b.trim_end_matches('/'), &self.key)),
             opens_and_clicks: self.config.tracking.opens_and_clicks,
             preview: false,
+            llm: self.llm.as_ref(),
         }
     }
 }
@@ -88,6 +95,8 @@ pub enum SenderError {
     Config(#[from] whisperer_channels::ConfigError),
     #[error("compliance setting: {0}")]
     Rules(String),
+    #[error("llm setting: {0}")]
+    Llm(String),
 }
 
 /// What one round did, for tests and logs.
@@ -144,7 +153,11 @@ impl Sender {
             return Ok(d.clone());
         }
         let store = &self.inner.store;
-        let texts = (store.setting(ws, SETTING).await?, store.setting(ws, COMPLIANCE_SETTING).await?);
+        let texts = (
+            store.setting(ws, SETTING).await?,
+            store.setting(ws, COMPLIANCE_SETTING).await?,
+            store.setting(ws, LLM_SETTING).await?,
+        );
         let loaded = match current {
             // Unchanged: keep the router, whose breakers and buckets carry state.
             Some(d) if d.texts == texts => {
@@ -160,7 +173,7 @@ impl Sender {
     async fn load(
         &self,
         ws: &WorkspaceId,
-        texts: (Option<String>, Option<String>),
+        texts: (Option<String>, Option<String>, Option<String>),
     ) -> Result<WorkspaceDelivery, SenderError> {
         let config = match &texts.0 {
             Some(t) => DeliveryConfig::parse(t)?,
@@ -176,7 +189,30 @@ impl Sender {
             }
         };
         let key = tracking_key(self.inner.store.as_ref(), ws).await?;
-        Ok(WorkspaceDelivery { config, router, rules, key, texts, checked_at: Mutex::new(Instant::now()) })
+        let llm = match &texts.2 {
+            Some(t) => {
+                let config: whisperer_llm::LlmConfig =
+                    serde_json::from_str(t).map_err(|e| SenderError::Llm(e.to_string()))?;
+                let generator = config.build().map_err(|e| SenderError::Llm(e.to_string()))?;
+                // Spending survives restarts and configuration changes.
+                if let Some(saved) = self.inner.store.setting(ws, LLM_BUDGET_SETTING).await?
+                    && let Ok(snapshot) = serde_json::from_str(&saved)
+                {
+                    generator.restore_budget(snapshot);
+                }
+                Some(generator)
+            }
+            None => None,
+        };
+        Ok(WorkspaceDelivery {
+            config,
+            router,
+            rules,
+            key,
+            llm,
+            texts,
+            checked_at: Mutex::new(Instant::now()),
+        })
     }
 
     /// One round for a workspace: recover expired claims, claim due messages, send them, record
@@ -250,6 +286,12 @@ impl Sender {
                 store.append(events, Millis(now.0 - 30 * 86_400_000)).await?;
             }
             store.update_messages(ws, &updates).await?;
+        }
+        if let Some(llm) = &delivery.llm
+            && round.claimed > 0
+        {
+            let snapshot = serde_json::to_string(&llm.budget_snapshot()).expect("serialisable");
+            store.set_setting(ws, LLM_BUDGET_SETTING, &snapshot, Millis::now()).await?;
         }
         Ok(round)
     }

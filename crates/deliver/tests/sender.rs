@@ -9,22 +9,14 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
-use whisperer_channels::Provider;
 use whisperer_core::{EventType, Millis, NewEvent, Workspace, WorkspaceId};
 use whisperer_decide::campaign::CampaignSpec;
 use whisperer_decide::service::{DecideRequest, DecisionService};
-use whisperer_deliver::{Composer, ProviderFactory, Sender, SenderConfig, TemplateDefinition};
+use whisperer_deliver::{Composer, Sender, SenderConfig, TemplateDefinition};
 use whisperer_store::{DefinitionKind, MessageStatus, Store};
 use whisperer_store_sqlite::SqliteStore;
 
 const SECRET: &str = "0123456789abcdef-test-secret";
-
-struct NoInApp;
-impl ProviderFactory for NoInApp {
-    fn in_app(&self, _: &str) -> Option<Arc<dyn Provider>> {
-        None
-    }
-}
 
 /// A webhook receiver: records (headers, body) and answers 410 for user `gone`.
 #[derive(Clone, Default)]
@@ -128,7 +120,8 @@ async fn world(providers: &str) -> World {
     let decisions = DecisionService::new(store.clone(), None, None);
     let composer = Arc::new(Composer::new(store.clone(), None, None));
     let config = SenderConfig { lease: Duration::from_millis(300), ..SenderConfig::default() };
-    let sender = Sender::new(store.clone(), composer, Arc::new(NoInApp), config);
+    let sender =
+        Sender::new(store.clone(), composer, Arc::new(whisperer_deliver::InAppHub::default()), config);
     World { store, ws, decisions, sender, _dir: dir }
 }
 
@@ -286,4 +279,103 @@ async fn a_sender_that_died_mid_send_is_recovered_without_sending_twice() {
         id,
         "the receiver can drop a repeat by its key"
     );
+}
+
+/// An OpenAI-format chat completions server whose answer text is set per test; counts calls.
+async fn llm_server(answer: Arc<Mutex<(u16, String)>>, calls: Arc<Mutex<usize>>) -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move |body: Bytes| {
+            let (answer, calls) = (answer.clone(), calls.clone());
+            async move {
+                *calls.lock().unwrap() += 1;
+                let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(request["model"], "gpt-test");
+                let (status, text) = answer.lock().unwrap().clone();
+                if status != 200 {
+                    let error = serde_json::json!({"error": {"message": "boom", "type": "server_error", "param": null, "code": null}});
+                    return (StatusCode::from_u16(status).unwrap(), axum::Json(error));
+                }
+                let body = serde_json::json!({
+                    "id": "chatcmpl-1", "object": "chat.completion", "created": 1_741_000_000, "model": "gpt-test",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70},
+                });
+                (StatusCode::OK, axum::Json(body))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn briefs_are_written_by_the_llm_and_fall_back_to_the_template_with_the_reason() {
+    let answer = Arc::new(Mutex::new((200, String::new())));
+    let calls = Arc::new(Mutex::new(0));
+    let llm_url = llm_server(answer.clone(), calls.clone()).await;
+    let w = world(r#"{"channels": {"in_app": {"providers": [{"type": "in_app"}]}}}"#).await;
+    let campaign = CAMPAIGN
+        .replace(r#"id = "hello""#, r#"id = "written""#)
+        .replace(r#"channels = ["webhook"]"#, r#"channels = ["in_app"]"#)
+        .replace(
+            r#"{ id = "a", template = "greeting" }"#,
+            r#"{ id = "a", brief = "welcome them back", template = "greeting" }"#,
+        );
+    let spec = CampaignSpec::parse(&campaign).unwrap();
+    w.store.put_campaign(&w.ws, &spec.id, &spec.to_json(), Millis::now()).await.unwrap();
+    let llm = serde_json::json!({
+        "provider": "openai",
+        "openai": {"model": "gpt-test", "base_url": llm_url, "max_retries": 0, "timeout_ms": 2000},
+        "cache": {"capacity": 0, "ttl_secs": 1},
+    });
+    w.store.set_setting(&w.ws, "llm", &llm.to_string(), Millis::now()).await.unwrap();
+    let decide = |user: &'static str| {
+        let w = &w;
+        async move {
+            w.store
+                .append(vec![identify(&w.ws, user, &format!(r#"{{"name": "{user}"}}"#))], Millis(0))
+                .await
+                .unwrap();
+            let req = DecideRequest { user_id: user, campaign: "written", context: None, deliver: true };
+            format!("msg_{}", w.decisions.decide(&w.ws, req).await.unwrap().id)
+        }
+    };
+    let sent = |id: String| {
+        let w = &w;
+        async move {
+            let m = w.store.message(&w.ws, &id).await.unwrap().unwrap();
+            assert_eq!(m.status, MessageStatus::Sent);
+            serde_json::from_str::<serde_json::Value>(&m.body).unwrap()["message"].clone()
+        }
+    };
+
+    // The model's variant is rendered as a template for the user.
+    answer.lock().unwrap().1 = r#"{"variants": [{"subject": "Welcome back", "body": "Good to see you again, {{ traits.name }}. Your projects are waiting for you."}]}"#.into();
+    let id = decide("ann").await;
+    assert_eq!(w.sender.round(&w.ws).await.unwrap().sent, 1);
+    let p = sent(id).await;
+    assert_eq!(p["text"], "Good to see you again, ann. Your projects are waiting for you.", "{p}");
+    assert_eq!(p["data"]["content_source"], "llm", "{p}");
+
+    // Output the gate refuses: the template goes out instead, and says why.
+    answer.lock().unwrap().1 = r#"{"variants": [{"subject": "Free money", "body": "Free money for you, {{ traits.name }}, if you come back to your projects today."}]}"#.into();
+    let id = decide("ben").await;
+    assert_eq!(w.sender.round(&w.ws).await.unwrap().sent, 1);
+    let p = sent(id).await;
+    assert_eq!(p["text"], "Hello ben, from written. ", "{p}");
+    assert_eq!(p["data"]["content_source"], "template");
+    assert!(p["data"]["content_fallback"].as_str().unwrap().contains("banned_word"), "{p}");
+
+    // The provider fails: the template again, with the failure.
+    answer.lock().unwrap().0 = 500;
+    let id = decide("cat").await;
+    assert_eq!(w.sender.round(&w.ws).await.unwrap().sent, 1);
+    let p = sent(id).await;
+    assert!(p["data"]["content_fallback"].as_str().unwrap().starts_with("llm failed"), "{p}");
+    assert_eq!(*calls.lock().unwrap(), 3);
+    // The budget's spending is kept for the next start.
+    assert!(w.store.setting(&w.ws, "llm_budget").await.unwrap().is_some());
 }
