@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -33,6 +32,8 @@ use crate::error::{ApiError, ErrorCode};
 use crate::{AppState, read_body, secret_caller};
 
 const MAX_BODY: usize = 1 << 20;
+/// SendGrid posts batches of up to about a thousand events.
+const CALLBACK_BODY: usize = 4 << 20;
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1_000;
 
@@ -281,6 +282,14 @@ fn redact(value: &mut Value) {
                     if v.is_string() {
                         *v = Value::String("********".into());
                     }
+                } else if k == "service_account" && !v.as_str().is_some_and(is_path) {
+                    // An inline key file holds the private key; a path does not.
+                    *v = Value::String("********".into());
+                } else if k == "headers" && v.is_object() {
+                    // Extra webhook headers usually carry a gateway's credentials.
+                    for value in v.as_object_mut().expect("checked").values_mut() {
+                        *value = Value::String("********".into());
+                    }
                 } else {
                     redact(v);
                 }
@@ -289,6 +298,10 @@ fn redact(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(redact),
         _ => {}
     }
+}
+
+fn is_path(s: &str) -> bool {
+    !s.trim_start().starts_with('{')
 }
 
 /// `GET /v1/settings/delivery`, secrets masked.
@@ -437,6 +450,7 @@ pub async fn get_messages(
         decision_id: q.decision_id.clone(),
         provider_message_id: None,
         due_by: None,
+        channel: None,
         before,
         limit,
     };
@@ -510,17 +524,35 @@ async fn verify_token(state: &AppState, token: &str) -> Option<(WorkspaceId, Cla
     Some((ws, claims))
 }
 
-async fn record_link_event(state: &AppState, ws: &WorkspaceId, claims: &Claims, status: DeliveryStatus) {
-    let Ok(Some(record)) = state.inner.store.message(ws, &claims.m).await else { return };
+/// A message's tracking link (not an inbox token).
+async fn verify_link(state: &AppState, token: &str) -> Option<(WorkspaceId, Claims)> {
+    verify_token(state, token).await.filter(|(_, c)| c.m != INBOX_CLAIM)
+}
+
+/// Writes the event a tracking link stands for, from its signed claims (the link carries what
+/// the event needs, so it works even if the outbox row is gone).
+async fn record_link_event(
+    state: &AppState,
+    ws: &WorkspaceId,
+    claims: &Claims,
+    status: DeliveryStatus,
+) -> Result<(), ApiError> {
+    let message = feedback::MessageRef {
+        id: claims.m.clone(),
+        user_id: claims.u.clone(),
+        channel: claims.c.clone(),
+        decision_id: claims.d.clone(),
+        campaign: claims.k.clone(),
+    };
     let mut detail = BTreeMap::new();
     if let Some(url) = &claims.l {
         detail.insert("url".to_owned(), url.clone());
     }
-    if let Some(event) = feedback::status_event(ws, &record, status, Millis::now(), &detail)
-        && let Err(e) = state.inner.store.append(vec![event], Millis(Millis::now().0 - 30 * 86_400_000)).await
-    {
-        tracing::warn!(error = %e, "tracking event not stored");
-    }
+    let Some(event) = feedback::status_event(ws, &message, status, Millis::now(), &detail) else {
+        return Err(invalid_link());
+    };
+    state.inner.store.append(vec![event], Millis(Millis::now().0 - 30 * 86_400_000)).await?;
+    Ok(())
 }
 
 /// `GET /t/o/{token}`: the open pixel. Always the pixel, so a forged token learns nothing.
@@ -529,9 +561,11 @@ pub async fn track_open(
     path: Result<Path<String>, PathRejection>,
 ) -> Response {
     if let Ok(Path(token)) = path
-        && let Some((ws, claims)) = verify_token(&state, &token).await
+        && let Some((ws, claims)) = verify_link(&state, &token).await
+        && let Err(e) = record_link_event(&state, &ws, &claims, DeliveryStatus::Opened).await
     {
-        record_link_event(&state, &ws, &claims, DeliveryStatus::Opened).await;
+        // The pixel is answered anyway: an image that fails to load records nothing either.
+        tracing::warn!(error = %e.message, "open not recorded");
     }
     ([(header::CONTENT_TYPE, "image/gif"), (header::CACHE_CONTROL, "no-store, max-age=0")], PIXEL_GIF)
         .into_response()
@@ -543,9 +577,12 @@ pub async fn track_click(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let token = path_id("token", path)?;
-    let (ws, claims) = verify_token(&state, &token).await.ok_or_else(invalid_link)?;
+    let (ws, claims) = verify_link(&state, &token).await.ok_or_else(invalid_link)?;
     let target = claims.l.clone().ok_or_else(invalid_link)?;
-    record_link_event(&state, &ws, &claims, DeliveryStatus::Clicked).await;
+    if let Err(e) = record_link_event(&state, &ws, &claims, DeliveryStatus::Clicked).await {
+        // The reader still gets where they were going.
+        tracing::warn!(error = %e.message, "click not recorded");
+    }
     Ok((StatusCode::FOUND, [(header::LOCATION, target), (header::CACHE_CONTROL, "no-store".into())])
         .into_response())
 }
@@ -561,7 +598,7 @@ pub async fn get_unsubscribe(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let token = path_id("token", path)?;
-    verify_token(&state, &token).await.ok_or_else(invalid_link)?;
+    verify_link(&state, &token).await.ok_or_else(invalid_link)?;
     let page = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Unsubscribe</title></head><body>\
          <form method=\"post\" action=\"{token}\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
@@ -576,8 +613,9 @@ pub async fn post_unsubscribe(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let token = path_id("token", path)?;
-    let (ws, claims) = verify_token(&state, &token).await.ok_or_else(invalid_link)?;
-    record_link_event(&state, &ws, &claims, DeliveryStatus::Unsubscribed).await;
+    let (ws, claims) = verify_link(&state, &token).await.ok_or_else(invalid_link)?;
+    // Answered 200 only once the unsubscribe is stored: an error makes the mail client retry.
+    record_link_event(&state, &ws, &claims, DeliveryStatus::Unsubscribed).await?;
     let page = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Unsubscribed</title></head>\
                 <body><p>You are unsubscribed.</p></body></html>";
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response())
@@ -610,10 +648,12 @@ fn bad_signature(e: whisperer_channels::CallbackError) -> ApiError {
 pub async fn post_sendgrid_events(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<axum::Json<Value>, ApiError> {
     use whisperer_channels::email::sendgrid;
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let body = read_body(body, CALLBACK_BODY, &headers).await?;
     let (ws, config) = callback_workspace(&state, path).await?;
     let key = config.callbacks.sendgrid_verification_key.as_deref().ok_or_else(|| {
         ApiError::new(
@@ -637,10 +677,12 @@ pub async fn post_sendgrid_events(
 pub async fn post_twilio_status(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Result<axum::Json<Value>, ApiError> {
     use whisperer_channels::sms;
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let body = read_body(body, CALLBACK_BODY, &headers).await?;
     let (ws, config) = callback_workspace(&state, path).await?;
     let token = config.twilio_auth_token().ok_or_else(|| {
         ApiError::new(ErrorCode::InvalidSignature, "no twilio auth token in the delivery setting")
@@ -738,18 +780,12 @@ pub async fn get_inbox(
     let query = MessageQuery {
         status: Some(MessageStatus::Sent),
         person: Some(person.id),
+        channel: Some(Channel::InApp.as_str().into()),
         limit: MAX_PAGE,
         ..Default::default()
     };
-    let messages: Vec<Value> = state
-        .inner
-        .store
-        .messages(&ws, &query)
-        .await?
-        .iter()
-        .filter(|m| m.channel == Channel::InApp.as_str())
-        .map(inbox_json)
-        .collect();
+    let messages: Vec<Value> =
+        state.inner.store.messages(&ws, &query).await?.iter().map(inbox_json).collect();
     Ok(axum::Json(json!({"messages": messages})))
 }
 
@@ -779,7 +815,12 @@ pub async fn get_inbox_stream(
     let ws = ws.as_str().to_owned();
     let stream = async_stream(move |tx| async move {
         loop {
-            match rx.recv().await {
+            // A client that went away is noticed at once, not at the next message for it.
+            let received = tokio::select! {
+                r = rx.recv() => r,
+                _ = tx.closed() => return,
+            };
+            match received {
                 Ok(p) if p.workspace == ws && p.message.user_id.as_deref() == Some(user_id.as_str()) => {
                     let data = json!({
                         "id": p.message.id,

@@ -36,11 +36,33 @@ pub async fn find_message(
     Ok(store.messages(ws, &query).await?.into_iter().next())
 }
 
+/// What an event about a message needs to know of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageRef {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub channel: String,
+    pub decision_id: Option<String>,
+    pub campaign: Option<String>,
+}
+
+impl MessageRef {
+    pub fn of(record: &MessageRecord) -> MessageRef {
+        MessageRef {
+            id: record.id.clone(),
+            user_id: user_id_of(record),
+            channel: record.channel.clone(),
+            decision_id: record.decision_id.clone(),
+            campaign: record.campaign.clone(),
+        }
+    }
+}
+
 /// The event for a status of a message; None when the message has no user to attribute it to,
 /// or the status is one the log does not keep (a deferral).
 pub fn status_event(
     ws: &WorkspaceId,
-    record: &MessageRecord,
+    record: &MessageRef,
     status: DeliveryStatus,
     at: Millis,
     detail: &BTreeMap<String, String>,
@@ -48,7 +70,7 @@ pub fn status_event(
     if status == DeliveryStatus::Deferred {
         return None;
     }
-    let user_id = user_id_of(record)?;
+    let user_id = record.user_id.clone()?;
     let mut properties = json!({
         "message_id": record.id,
         "channel": record.channel,
@@ -97,7 +119,7 @@ pub async fn record_statuses(
     for e in events {
         let Some(record) = find_message(store, ws, e).await? else { continue };
         matched += 1;
-        out.extend(status_event(ws, &record, e.status, Millis(e.at), &e.detail));
+        out.extend(status_event(ws, &MessageRef::of(&record), e.status, Millis(e.at), &e.detail));
     }
     if !out.is_empty() {
         store.append(out, Millis(Millis::now().0 - 30 * 86_400_000)).await?;

@@ -811,6 +811,7 @@ impl Store for PgStore {
                     &before_id,
                     &limit,
                     &query.due_by.map(|t| t.0),
+                    &query.channel,
                 ],
             )
             .await?;

@@ -133,6 +133,7 @@ pub fn query_sql() -> String {
            AND ($5::text IS NULL OR provider_message_id = $5)
            AND ($6::int8 IS NULL OR (created_at, id) < ($6, $7::text))
            AND ($9::int8 IS NULL OR due_at <= $9)
+           AND ($10::text IS NULL OR channel = $10)
          ORDER BY created_at DESC, id DESC LIMIT $8"
     )
 }

@@ -132,6 +132,7 @@ pub fn query(c: &Connection, ws: &WorkspaceId, q: &MessageQuery) -> rusqlite::Re
            AND (?5 IS NULL OR provider_message_id = ?5)
            AND (?6 IS NULL OR (created_at, id) < (?6, ?7))
            AND (?9 IS NULL OR due_at <= ?9)
+           AND (?10 IS NULL OR channel = ?10)
          ORDER BY created_at DESC, id DESC LIMIT ?8"
     ))?
     .query_map(
@@ -144,7 +145,8 @@ pub fn query(c: &Connection, ws: &WorkspaceId, q: &MessageQuery) -> rusqlite::Re
             before_at,
             before_id,
             q.limit as i64,
-            q.due_by.map(|t| t.0)
+            q.due_by.map(|t| t.0),
+            q.channel
         ],
         row,
     )?

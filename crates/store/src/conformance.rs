@@ -718,6 +718,10 @@ pub async fn outbox_lifecycle(store: &impl Store) {
     };
     let due: Vec<String> = store.messages(&ws, &due).await.unwrap().into_iter().map(|m| m.id).collect();
     assert_eq!(due, ["m2"], "m3 is due later");
+    let email = MessageQuery { channel: Some("email".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.messages(&ws, &email).await.unwrap().len(), 3);
+    let sms = MessageQuery { channel: Some("sms".into()), limit: 10, ..Default::default() };
+    assert!(store.messages(&ws, &sms).await.unwrap().is_empty());
 }
 
 fn decision(id: &str, campaign: &str, person: i64, at: i64, status: &str) -> DecisionRecord {

@@ -320,6 +320,8 @@ pub struct MessageQuery {
     pub provider_message_id: Option<String>,
     /// Only messages due at or before this time.
     pub due_by: Option<Millis>,
+    /// Only messages of this channel.
+    pub channel: Option<String>,
     /// Only messages strictly older than this (created_at, id): the previous page's cursor.
     pub before: Option<(Millis, String)>,
     pub limit: usize,
