@@ -1089,3 +1089,225 @@ pub fn delivery_summary(d: &DeliveryReport) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 2024-06-01T00:00:00Z: fixed so runs do not depend on the day.
+    const END: Millis = Millis(1_717_200_000_000);
+
+    fn config(users: u32, days: u32, seed: u64) -> SimConfig {
+        SimConfig { users, seed, ..SimConfig::ending_at(END, days) }
+    }
+
+    fn campaign(text: &str) -> Campaign {
+        CampaignSpec::parse(text).unwrap().compile(1).unwrap()
+    }
+
+    fn examples() -> Vec<Campaign> {
+        vec![
+            campaign(include_str!("../../../examples/campaigns/win-back.toml")),
+            campaign(include_str!("../../../examples/campaigns/onboarding.toml")),
+        ]
+    }
+
+    /// The example templates with every body and html replaced by `f(body)`.
+    fn edited(f: impl Fn(&str) -> String) -> Templates {
+        example_templates()
+            .unwrap()
+            .iter()
+            .map(|(id, t)| {
+                let mut d = t.definition.clone();
+                for parts in d.locales.values_mut() {
+                    parts.body = f(&parts.body);
+                    parts.html = parts.html.as_deref().map(&f);
+                }
+                (id.clone(), Arc::new(d.compile().unwrap()))
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn sent_decisions_are_rendered_gated_and_delivered_into_the_simulation() {
+        let r =
+            run(config(600, 60, 5), examples(), example_templates().unwrap(), true, |_| {}).await.unwrap();
+        let d = &r.delivery;
+        assert_eq!(d.messages, r.by_status["send"], "one message per sent decision");
+        assert_eq!(d.rendered + d.not_rendered.values().sum::<u64>(), d.messages);
+        assert_eq!(d.rendered, d.blocked + d.sent + d.failed);
+        assert_eq!(d.blocked, 0, "the example templates pass the gate: {d:?}");
+        assert!(d.sent > 300, "{d:?}");
+        // Every channel of the example campaigns went through its simulator provider.
+        for p in ["simulator-email", "simulator-push", "simulator-in_app"] {
+            assert!(d.by_provider.get(p).is_some_and(|c| c.sent > 10), "{p}: {d:?}");
+        }
+        // Users in Germany and Austria read German.
+        assert!(d.by_locale.get("de").is_some_and(|n| *n > 5) && d.by_locale["en"] > 100, "{d:?}");
+        // The simulator counts what reached its users: only messages a provider accepted.
+        assert!(d.simulated_deliveries > 0 && d.simulated_deliveries <= d.sent, "{d:?}");
+        assert!(r.opened > 0 && r.opened <= d.sent, "{} opened", r.opened);
+        let sent: Vec<&MessageLog> = r.messages.iter().filter(|m| m.result == "sent").collect();
+        assert_eq!(sent.len() as u64, d.sent);
+        assert_eq!(r.messages.iter().filter(|m| m.opened).count() as u64, r.opened);
+        assert!(r.messages.iter().all(|m| m.result == "sent" || !m.opened), "only sent messages are opened");
+    }
+
+    #[tokio::test]
+    async fn a_missing_variable_or_a_gate_violation_means_the_user_gets_nothing() {
+        // A variable no simulated user has: every render fails, nothing reaches anyone.
+        let missing = edited(|body| format!("{{{{ traits.nickname }}}}, {body}"));
+        let r = run(config(400, 45, 3), examples(), missing, true, |_| {}).await.unwrap();
+        let d = &r.delivery;
+        assert!(d.messages > 100, "{d:?}");
+        assert_eq!(
+            d.not_rendered.get("render_error").copied().unwrap_or(0)
+                + d.not_rendered.get("no_recipient").copied().unwrap_or(0),
+            d.messages,
+            "{d:?}"
+        );
+        assert!(d.not_rendered["render_error"] > 100, "{d:?}");
+        assert_eq!((d.rendered, d.sent, d.simulated_deliveries), (0, 0, 0), "{d:?}");
+        assert_eq!((r.opened, r.clicked, r.unsubscribed), (0, 0, 0));
+
+        // No postal address: marketing email is blocked by the gate; push and in-app (which
+        // need none) still go out.
+        let no_address = edited(|body| body.replace(POSTAL_ADDRESS, ""));
+        let r = run(config(400, 45, 3), examples(), no_address, true, |_| {}).await.unwrap();
+        let d = &r.delivery;
+        let email: Vec<&MessageLog> =
+            r.messages.iter().filter(|m| m.channel == Channel::Email && m.result != "no_recipient").collect();
+        assert!(email.len() > 50, "{d:?}");
+        assert!(email.iter().all(|m| m.result == "compliance"), "every email is blocked");
+        assert_eq!(d.blocked, email.len() as u64);
+        assert_eq!(d.blocked_by_rule.get("missing_postal_address"), Some(&d.blocked), "{d:?}");
+        assert!(!d.by_provider.contains_key("simulator-email"), "no email reached a provider: {d:?}");
+        assert!(d.sent > 50 && d.simulated_deliveries <= d.sent, "{d:?}");
+        assert!(r.messages.iter().filter(|m| m.channel == Channel::Email).all(|m| !m.opened));
+    }
+
+    #[tokio::test]
+    async fn an_unsubscribe_suppresses_that_channel_for_later_decisions() {
+        // A pushy campaign (a discount on every sign-in, little cooldown) makes users unsubscribe.
+        let pushy = campaign(
+            r#"
+            id = "pushy"
+            name = "Discount on every visit"
+            holdout_percent = 0
+            cooldown = "1h"
+            trigger = { type = "event", event = "Session Started" }
+            [goal]
+            event = "Plan Upgraded"
+            within = "3d"
+            [actions]
+            channels = ["email", "push"]
+            [[actions.contents]]
+            id = "discount"
+            template = "win-back-discount"
+            angle = "discount"
+            [policy]
+            kind = "ab"
+            "#,
+        );
+        let r =
+            run(config(400, 45, 11), vec![pushy], example_templates().unwrap(), true, |_| {}).await.unwrap();
+        let unsubscribed: Vec<&MessageLog> = r.messages.iter().filter(|m| m.unsubscribed).collect();
+        assert!(unsubscribed.len() >= 3, "{} unsubscribes: {:?}", unsubscribed.len(), r.delivery);
+        let mut suppressed_later = 0;
+        for u in &unsubscribed {
+            assert!(
+                !r.messages
+                    .iter()
+                    .any(|m| m.person == u.person && m.decision > u.decision && m.channel == u.channel),
+                "a message on {} after {u:?}",
+                u.channel
+            );
+            // Later decisions that wanted the channel were suppressed for the unsubscribe.
+            let prefix = format!("{}/", u.channel.as_str());
+            for d in r.records.iter().filter(|d| d.person == u.person && d.id > u.decision) {
+                if d.arm.as_deref().is_some_and(|a| a.starts_with(&prefix)) {
+                    let body: Value = serde_json::from_str(&d.body).unwrap();
+                    assert_eq!(d.status, "suppressed", "{d:?}");
+                    assert_eq!(body["explanation"]["rule"], "unsubscribed", "{body}");
+                    suppressed_later += 1;
+                }
+            }
+        }
+        assert!(suppressed_later > 5, "{suppressed_later} later decisions wanted the channel");
+        // The engine knew before any provider had to refuse: no message bounced as unsubscribed.
+        assert_eq!(r.delivery.failed_by_code.get("unsubscribed"), None, "{:?}", r.delivery);
+        assert!(
+            r.suppressed_by_rule.get("unsubscribed").is_some_and(|n| *n > 0),
+            "{:?}",
+            r.suppressed_by_rule
+        );
+    }
+
+    #[tokio::test]
+    async fn same_seed_same_report() {
+        let report = |seed| async move {
+            let r = run(config(300, 40, seed), examples(), example_templates().unwrap(), true, |_| {})
+                .await
+                .unwrap();
+            (serde_json::to_string(&r).unwrap(), r.messages)
+        };
+        let (a, a_messages) = report(2).await;
+        let (b, b_messages) = report(2).await;
+        assert_eq!(a, b);
+        assert_eq!(a_messages, b_messages);
+        assert!(a.contains("\"simulated_deliveries\""), "{a}");
+        let (c, _) = report(3).await;
+        assert_ne!(a, c);
+    }
+
+    #[tokio::test]
+    async fn the_simulator_provider_delivers_to_addresses_and_refuses_unknown_or_unsubscribed_ones() {
+        let sim = Arc::new(Mutex::new(Simulation::new(config(50, 20, 4)).unwrap()));
+        lock(&sim).run_to_end(|_| {});
+        let user = lock(&sim).signed_up_user_ids()[0].clone();
+        let contact = lock(&sim).contact(&user).unwrap();
+        let callbacks = Arc::new(Mutex::new(Vec::new()));
+        let provider = SimulatorProvider {
+            name: "simulator-email".into(),
+            channel: Channel::Email,
+            sim: sim.clone(),
+            angles: Arc::new(HashMap::from([(("c".to_owned(), "tip".to_owned()), Angle::FeatureTip)])),
+            callbacks: callbacks.clone(),
+        };
+        let message = |address: &str| Outgoing {
+            id: "m1".into(),
+            workspace: "ws".into(),
+            person: "1".into(),
+            user_id: Some(user.clone()),
+            channel: Channel::Email,
+            kind: whisperer_channels::MessageKind::Marketing,
+            recipient: Recipient::Email { address: address.into(), name: None },
+            subject: Some("s".into()),
+            text: "t".into(),
+            html: None,
+            headers: Vec::new(),
+            data: BTreeMap::from([("campaign".into(), "c".into()), ("content".into(), "tip".into())]),
+        };
+        let before = lock(&sim).hidden_state(&user).unwrap().fatigue;
+        provider.send(&message(&contact.email)).await.unwrap();
+        assert_eq!(lock(&sim).stats().interventions, 1);
+        assert!(lock(&sim).hidden_state(&user).unwrap().fatigue > before, "the user felt it");
+        let got = std::mem::take(&mut *lock(&callbacks));
+        assert_eq!(got[0].status, Status::Delivered);
+        assert!(got.iter().all(|e| e.message_id.as_deref() == Some("m1")));
+
+        let e = provider.send(&message("nobody.7@example.com")).await.unwrap_err();
+        assert_eq!((e.kind, e.code.as_str()), (FailureKind::Recipient, "unknown_address"));
+        // Until the user unsubscribes, every send reaches them; after, none does.
+        let mut sends = 1;
+        while !lock(&callbacks).iter().any(|e| e.status == Status::Unsubscribed) {
+            lock(&callbacks).clear();
+            provider.send(&message(&contact.email)).await.unwrap();
+            sends += 1;
+            assert!(sends < 500, "a user this pestered unsubscribes");
+        }
+        let e = provider.send(&message(&contact.email)).await.unwrap_err();
+        assert_eq!((e.kind, e.code.as_str()), (FailureKind::Recipient, "unsubscribed"));
+        assert_eq!(lock(&sim).stats().interventions, sends);
+    }
+}
