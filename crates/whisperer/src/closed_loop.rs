@@ -764,8 +764,10 @@ impl Delivery {
             tracking: Some((TRACKING_BASE_URL, &self.tracking_key)),
             opens_and_clicks: true,
             preview: false,
-            // Contents with a brief are sent with their template: the simulation has no LLM.
+            // Contents with a brief are sent with their template, in the locales it has: the
+            // simulation has no LLM.
             llm: None,
+            translate_missing_locales: false,
         };
         let rendered = self.composer.render(
             &self.ws,

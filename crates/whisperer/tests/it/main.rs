@@ -3,6 +3,7 @@
 mod churn;
 mod cli;
 mod clients;
+mod closed_loop;
 mod cohorts;
 mod decide;
 mod deliver;
