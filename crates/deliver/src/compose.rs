@@ -60,6 +60,8 @@ pub struct WorkspaceContent<'a> {
     pub preview: bool,
     /// The workspace's LLM, which writes the contents that have a brief.
     pub llm: Option<&'a whisperer_llm::Generator>,
+    /// Translate a template through the LLM for a user whose language it lacks.
+    pub translate_missing_locales: bool,
 }
 
 /// A user as a message may speak of them.
@@ -239,11 +241,31 @@ impl Composer {
                 },
             ));
         };
-        let template = self.template(ws, template_id).await?.ok_or_else(|| {
+        let mut template = self.template(ws, template_id).await?.ok_or_else(|| {
             ComposeError::new("no_template", format!("no template {template_id:?} in this workspace"))
         })?;
+        let mut translation = None;
+        if content.translate_missing_locales
+            && let Some(llm) = content.llm
+            && let Some(wanted) = whisperer_templates::user_locale(&user.traits, None)
+        {
+            match self.translated(ws, llm, &template, &wanted).await {
+                Ok(Some(translated)) => {
+                    template = Arc::new(translated);
+                    translation = Some(wanted);
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    let note = format!("kept the template's own language: {reason}");
+                    fallback_reason = Some(fallback_reason.map_or(note.clone(), |r| format!("{r}; {note}")));
+                }
+            }
+        }
         let (mut message, violations) =
             self.render(ws, content, record, job.channel, &template, &user, decision, campaign)?;
+        if let Some(locale) = translation {
+            message.data.insert("translated_to".into(), locale);
+        }
         if !violations.is_empty() {
             let message = whisperer_compliance::Violations(violations.clone()).to_string();
             return Err(ComposeError { code: "compliance", message, violations, retryable: false });
@@ -253,6 +275,57 @@ impl Composer {
             message.data.insert("content_fallback".into(), reason);
         }
         Ok(message)
+    }
+
+    /// The template in the user's language when it has no locale of that language, translated
+    /// by the LLM (placeholders kept, so it renders like the original); None when a locale of
+    /// the user's language exists.
+    async fn translated(
+        &self,
+        ws: &WorkspaceId,
+        llm: &whisperer_llm::Generator,
+        template: &CompiledTemplate,
+        wanted: &str,
+    ) -> Result<Option<CompiledTemplate>, String> {
+        let language = |tag: &str| tag.split('-').next().unwrap_or_default().to_ascii_lowercase();
+        let Some(used) = template.set.resolve_locale(wanted) else { return Ok(None) };
+        if language(used) == language(wanted) {
+            return Ok(None);
+        }
+        let (_, parts) = template
+            .definition
+            .locales
+            .iter()
+            .find(|(tag, _)| whisperer_templates::normalize_locale(tag) == used)
+            .ok_or("the template's locales changed while rendering")?;
+        let translate = |text: String| async move {
+            if text.trim().is_empty() {
+                return Ok(text);
+            }
+            let out = llm
+                .translate(ws, &text, used, wanted)
+                .await
+                .map_err(|f| format!("translation failed: {}", f.error))?;
+            Ok::<_, String>(out.output)
+        };
+        let subject = translate(parts.subject.clone()).await?;
+        let body = translate(parts.body.clone()).await?;
+        if let Err(wrong) = whisperer_templates::check_language(&body, wanted) {
+            return Err(format!("the translation is in the wrong language: {wrong}"));
+        }
+        let html = match &parts.html {
+            Some(h) => Some(translate(h.clone()).await?),
+            None => None,
+        };
+        let definition = TemplateDefinition {
+            kind: template.definition.kind,
+            default_locale: wanted.to_owned(),
+            locales: BTreeMap::from([(
+                wanted.to_owned(),
+                crate::template::LocaleParts { subject, body, html },
+            )]),
+        };
+        definition.compile().map(Some).map_err(|e| format!("the translation is not a usable template: {e}"))
     }
 
     /// One variant for a brief, as a template (so `{{ unsubscribe_url }}` and any variable the

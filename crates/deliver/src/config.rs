@@ -92,6 +92,17 @@ pub struct CallbackConfig {
     pub twilio_auth_token: Option<String>,
 }
 
+/// How content is written.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentConfig {
+    /// When a template has no locale in the user's language, translate it through the
+    /// workspace's LLM (the `llm` setting); without one, or when translating fails, the
+    /// template's fallback locale is sent and the message records why.
+    #[serde(default)]
+    pub translate_missing_locales: bool,
+}
+
 /// A workspace's delivery configuration.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -106,6 +117,8 @@ pub struct DeliveryConfig {
     pub tracking: TrackingConfig,
     #[serde(default)]
     pub callbacks: CallbackConfig,
+    #[serde(default)]
+    pub content: ContentConfig,
 }
 
 /// Something that makes a provider no config can describe (the in-app hub, the simulator).

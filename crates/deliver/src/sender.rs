@@ -82,6 +82,7 @@ impl WorkspaceDelivery {
             opens_and_clicks: self.config.tracking.opens_and_clicks,
             preview: false,
             llm: self.llm.as_ref(),
+            translate_missing_locales: self.config.content.translate_missing_locales,
         }
     }
 }

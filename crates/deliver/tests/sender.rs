@@ -281,6 +281,27 @@ async fn a_sender_that_died_mid_send_is_recovered_without_sending_twice() {
     );
 }
 
+/// `{{ … }}` and `{% … %}` in order of appearance.
+fn placeholders(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(['{']) {
+        let tail = &rest[start..];
+        let close = if tail.starts_with("{{") {
+            "}}"
+        } else if tail.starts_with("{%") {
+            "%}"
+        } else {
+            rest = &tail[1..];
+            continue;
+        };
+        let Some(end) = tail.find(close) else { break };
+        found.push(tail[..end + 2].to_owned());
+        rest = &tail[end + 2..];
+    }
+    found
+}
+
 /// An OpenAI-format chat completions server whose answer text is set per test; counts calls.
 async fn llm_server(answer: Arc<Mutex<(u16, String)>>, calls: Arc<Mutex<usize>>) -> String {
     let app = axum::Router::new().route(
@@ -291,7 +312,12 @@ async fn llm_server(answer: Arc<Mutex<(u16, String)>>, calls: Arc<Mutex<usize>>)
                 *calls.lock().unwrap() += 1;
                 let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
                 assert_eq!(request["model"], "gpt-test");
-                let (status, text) = answer.lock().unwrap().clone();
+                let (status, mut text) = answer.lock().unwrap().clone();
+                if let Some(french) = text.strip_prefix("TRANSLATE:") {
+                    // A translator that keeps every placeholder of the text, in order.
+                    let prompt = request["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap();
+                    text = format!("{french} {}", placeholders(prompt).join(" "));
+                }
                 if status != 200 {
                     let error = serde_json::json!({"error": {"message": "boom", "type": "server_error", "param": null, "code": null}});
                     return (StatusCode::from_u16(status).unwrap(), axum::Json(error));
@@ -378,4 +404,29 @@ async fn briefs_are_written_by_the_llm_and_fall_back_to_the_template_with_the_re
     assert_eq!(*calls.lock().unwrap(), 3);
     // The budget's spending is kept for the next start.
     assert!(w.store.setting(&w.ws, "llm_budget").await.unwrap().is_some());
+
+    // A user whose language the template lacks gets it translated, placeholders kept.
+    let translating = r#"{"channels": {"in_app": {"providers": [{"type": "in_app"}]}}, "content": {"translate_missing_locales": true}}"#;
+    w.store.set_setting(&w.ws, "delivery", translating, Millis::now()).await.unwrap();
+    let campaign = CAMPAIGN
+        .replace(r#"id = "hello""#, r#"id = "plain""#)
+        .replace(r#"channels = ["webhook"]"#, r#"channels = ["in_app"]"#);
+    let spec = CampaignSpec::parse(&campaign).unwrap();
+    w.store.put_campaign(&w.ws, &spec.id, &spec.to_json(), Millis::now()).await.unwrap();
+    *answer.lock().unwrap() =
+        (200, "TRANSLATE:Bonjour, nous sommes ravis de vous revoir parmi nous aujourd'hui.".into());
+    w.store
+        .append(vec![identify(&w.ws, "dan", r#"{"name": "Dan", "locale": "fr-CA"}"#)], Millis(0))
+        .await
+        .unwrap();
+    let req = DecideRequest { user_id: "dan", campaign: "plain", context: None, deliver: true };
+    let id = format!("msg_{}", w.decisions.decide(&w.ws, req).await.unwrap().id);
+    tokio::time::sleep(Duration::from_millis(1_100)).await; // the sender reloads settings each second
+    assert_eq!(w.sender.round(&w.ws).await.unwrap().sent, 1);
+    let p = sent(id).await;
+    assert_eq!(
+        p["text"], "Bonjour, nous sommes ravis de vous revoir parmi nous aujourd'hui. Dan plain ",
+        "{p}"
+    );
+    assert_eq!(p["data"]["translated_to"], "fr-CA", "{p}");
 }
