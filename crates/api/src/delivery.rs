@@ -21,7 +21,7 @@ use whisperer_core::{Millis, WorkspaceId};
 use whisperer_deliver::compose::WorkspaceContent;
 use whisperer_deliver::config::SETTING as DELIVERY_SETTING;
 use whisperer_deliver::feedback;
-use whisperer_deliver::sender::{COMPLIANCE_SETTING, tracking_key};
+use whisperer_deliver::sender::{COMPLIANCE_SETTING, LLM_BUDGET_SETTING, LLM_SETTING, tracking_key};
 use whisperer_deliver::tracking::{Claims, PIXEL_GIF, claimed_workspace};
 use whisperer_deliver::{DeliveryConfig, TemplateDefinition};
 use whisperer_store::{
@@ -340,6 +340,7 @@ pub async fn put_delivery(
         .store
         .set_setting(&caller.workspace, DELIVERY_SETTING, &canonical.to_string(), Millis::now())
         .await?;
+    state.inner.sender.forget(&caller.workspace).await;
     let mut answer = canonical;
     redact(&mut answer);
     Ok(axum::Json(answer))
@@ -371,6 +372,7 @@ pub async fn put_compliance(
     whisperer_compliance::ComplianceRules::new(config.clone()).map_err(|e| invalid(e.to_string()))?;
     let stored = serde_json::to_string(&config).expect("serialisable");
     state.inner.store.set_setting(&caller.workspace, COMPLIANCE_SETTING, &stored, Millis::now()).await?;
+    state.inner.sender.forget(&caller.workspace).await;
     Ok(axum::Json(serde_json::to_value(config).expect("serialisable")))
 }
 
@@ -853,4 +855,168 @@ where
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(f(tx));
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+// ---- LLM ---------------------------------------------------------------------------------
+
+/// `GET /v1/settings/llm`, keys masked.
+pub async fn get_llm(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<axum::Json<Value>, ApiError> {
+    let caller = secret_caller(&state, &headers).await?;
+    let mut value = match state.inner.store.setting(&caller.workspace, LLM_SETTING).await? {
+        Some(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        None => Value::Null,
+    };
+    redact(&mut value);
+    Ok(axum::Json(json!({ "llm": value })))
+}
+
+/// `PUT /v1/settings/llm`: the provider is built (a missing key or model is refused now, naming
+/// its field); contents with a brief use it from the next message on.
+pub async fn put_llm(State(state): State<AppState>, request: Request) -> Result<axum::Json<Value>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let caller = secret_caller(&state, &parts.headers).await?;
+    let body = read_body(body, MAX_BODY, &parts.headers).await?;
+    let invalid = |m: String| ApiError::new(ErrorCode::InvalidSetting, format!("llm: {m}"));
+    let config: whisperer_llm::LlmConfig =
+        serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+    config.build().map_err(|e| invalid(e.to_string()))?;
+    let mut stored = serde_json::to_value(&config).expect("serialisable");
+    state.inner.store.set_setting(&caller.workspace, LLM_SETTING, &stored.to_string(), Millis::now()).await?;
+    state.inner.sender.forget(&caller.workspace).await;
+    redact(&mut stored);
+    Ok(axum::Json(json!({ "llm": stored })))
+}
+
+/// `POST /v1/templates/{id}/variants`: N variants of a message written by the workspace's LLM
+/// from a brief, each saved as a template `{id}-1` … `{id}-N` (so a campaign can try them as
+/// arms), every one checked by the compliance gate first.
+pub async fn post_variants(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    request: Request,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let caller = secret_caller(&state, &parts.headers).await?;
+    let id = path_id("template id", path)?;
+    if !valid_id(&id) || id.len() > 120 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            "template id: 1 to 120 characters of letters, digits, '-', '_' and '.'",
+        ));
+    }
+    let body = read_body(body, MAX_BODY, &parts.headers).await?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct VariantsRequest {
+        brief: whisperer_llm::Brief,
+        n: usize,
+        #[serde(default)]
+        kind: Option<whisperer_core::MessageKind>,
+    }
+    let req: VariantsRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, format!("body: {e}")))?;
+    if !(1..=whisperer_llm::MAX_VARIANTS).contains(&req.n) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("n must be from 1 to {}", whisperer_llm::MAX_VARIANTS),
+        ));
+    }
+    let ws = &caller.workspace;
+    let delivery = state
+        .inner
+        .sender
+        .workspace(ws)
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::InvalidSetting, e.to_string()))?;
+    let llm = delivery.llm.as_ref().ok_or_else(|| {
+        ApiError::new(ErrorCode::InvalidSetting, "no llm is configured (PUT /v1/settings/llm)")
+    })?;
+    let generation = llm.generate_variants(ws, &req.brief, req.n).await.map_err(|f| match f.error {
+        whisperer_llm::LlmError::OverBudget(e) => ApiError::new(ErrorCode::LlmBudgetExhausted, e.to_string()),
+        whisperer_llm::LlmError::InvalidRequest(m) => ApiError::new(ErrorCode::InvalidParameter, m),
+        other => ApiError::new(ErrorCode::LlmFailed, other.to_string()),
+    })?;
+    let snapshot = serde_json::to_string(&llm.budget_snapshot()).expect("serialisable");
+    state.inner.store.set_setting(ws, LLM_BUDGET_SETTING, &snapshot, Millis::now()).await?;
+    let locale = req.brief.locale.clone();
+    let kind = req.kind.unwrap_or(whisperer_core::MessageKind::Marketing);
+    let mut saved = Vec::new();
+    for (i, variant) in generation.output.into_iter().enumerate() {
+        let definition = TemplateDefinition {
+            kind,
+            default_locale: locale.clone(),
+            locales: BTreeMap::from([(
+                locale.clone(),
+                whisperer_deliver::template::LocaleParts {
+                    subject: variant.subject.clone(),
+                    body: variant.body.clone(),
+                    html: None,
+                },
+            )]),
+        };
+        let variant_id = format!("{id}-{}", i + 1);
+        let problem = match definition.clone().compile() {
+            Err(e) => Some(json!({"rule": "template", "detail": e.to_string()})),
+            Ok(_) => None,
+        };
+        let violations = match &problem {
+            Some(_) => Vec::new(),
+            None => gate(&delivery.rules, req.brief.channel, kind, &variant),
+        };
+        if problem.is_some() || !violations.is_empty() {
+            saved.push(json!({
+                "id": variant_id, "saved": false, "subject": variant.subject, "body": variant.body,
+                "problem": problem, "violations": violations,
+            }));
+            continue;
+        }
+        let record = state
+            .inner
+            .store
+            .put_definition(ws, DefinitionKind::Template, &variant_id, &definition.to_json(), Millis::now())
+            .await?;
+        saved.push(json!({
+            "id": variant_id, "saved": true, "version": record.version,
+            "subject": variant.subject, "body": variant.body, "violations": [],
+        }));
+    }
+    let record = &generation.record;
+    Ok(axum::Json(json!({
+        "variants": saved,
+        "llm": {
+            "provider": record.provider, "model": record.model,
+            "inputTokens": record.input_tokens, "outputTokens": record.output_tokens,
+            "costMicros": record.cost_micros, "cacheHit": record.cache_hit, "attempts": record.attempts,
+        },
+    })))
+}
+
+/// The gate's verdict on a variant's text as written (placeholders unrendered are allowed:
+/// they are checked again on every send).
+fn gate(
+    rules: &whisperer_compliance::ComplianceRules,
+    channel: Channel,
+    kind: whisperer_core::MessageKind,
+    variant: &whisperer_llm::Variant,
+) -> Vec<whisperer_compliance::Violation> {
+    let outgoing = whisperer_compliance::OutgoingMessage {
+        channel,
+        kind,
+        subject: Some(variant.subject.as_str()).filter(|s| !s.is_empty()),
+        body: &variant.body,
+        html: None,
+        recipient: whisperer_compliance::Recipient::default(),
+        others: &[],
+        // The unsubscribe link is a placeholder until sending.
+        unsubscribe_url: Some("{{ unsubscribe_url }}"),
+    };
+    match whisperer_compliance::check(rules, &outgoing) {
+        Ok(()) => Vec::new(),
+        Err(v) => {
+            v.0.into_iter().filter(|v| v.rule != whisperer_compliance::rule::UNRENDERED_TEMPLATE).collect()
+        }
+    }
 }

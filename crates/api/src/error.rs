@@ -45,6 +45,10 @@ pub enum ErrorCode {
     NotRedrivable,
     /// A template that cannot be rendered for this user (a variable their data lacks).
     RenderFailed,
+    /// The workspace's LLM failed (after its retries) or answered unusably.
+    LlmFailed,
+    /// The workspace's daily LLM token or cost budget would be exceeded.
+    LlmBudgetExhausted,
     RouteNotFound,
     MethodNotAllowed,
     StorageUnavailable,
@@ -52,7 +56,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 33] = [
         ErrorCode::MissingKey,
         ErrorCode::InvalidKey,
         ErrorCode::WrongKeyKind,
@@ -80,6 +84,8 @@ impl ErrorCode {
         ErrorCode::MessageNotFound,
         ErrorCode::NotRedrivable,
         ErrorCode::RenderFailed,
+        ErrorCode::LlmFailed,
+        ErrorCode::LlmBudgetExhausted,
         ErrorCode::RouteNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::StorageUnavailable,
@@ -117,6 +123,8 @@ impl ErrorCode {
             MessageNotFound => ("message_not_found", StatusCode::NOT_FOUND),
             NotRedrivable => ("not_redrivable", StatusCode::CONFLICT),
             RenderFailed => ("render_failed", StatusCode::UNPROCESSABLE_ENTITY),
+            LlmFailed => ("llm_failed", StatusCode::BAD_GATEWAY),
+            LlmBudgetExhausted => ("llm_budget_exhausted", StatusCode::TOO_MANY_REQUESTS),
             RouteNotFound => ("route_not_found", StatusCode::NOT_FOUND),
             MethodNotAllowed => ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
             StorageUnavailable => ("storage_unavailable", StatusCode::SERVICE_UNAVAILABLE),

@@ -187,6 +187,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/templates", get(delivery::get_templates))
         .route("/v1/templates/{template_id}", get(delivery::get_template).put(delivery::put_template))
         .route("/v1/templates/{template_id}/preview", post(delivery::post_preview))
+        .route("/v1/templates/{template_id}/variants", post(delivery::post_variants))
+        .route("/v1/settings/llm", get(delivery::get_llm).put(delivery::put_llm))
         .route("/v1/settings/delivery", get(delivery::get_delivery).put(delivery::put_delivery))
         .route("/v1/settings/compliance", get(delivery::get_compliance).put(delivery::put_compliance))
         .route("/v1/messages", get(delivery::get_messages))

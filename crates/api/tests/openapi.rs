@@ -1016,6 +1016,7 @@ async fn real_responses_match_the_documented_schemas() {
     assert_eq!((status, error_code(&body)), (StatusCode::NOT_FOUND, "campaign_not_found"));
 
     content_and_delivery(&app, &ws).await;
+    llm_settings_and_variants(&app, &ws).await;
 
     // Metrics last, so every route above has been counted.
     let (status, metrics) = app.call("get", "/metrics", app.request("get", "/metrics")).await;
@@ -1471,4 +1472,83 @@ async fn content_and_delivery(app: &TestApp, ws: &Keys) {
         .body("MessageSid=SM_msg_sent&MessageStatus=read");
     let (status, body) = app.call("post", twilio, request).await;
     assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "invalid_signature"));
+}
+
+/// An OpenAI-format server on loopback whose every answer is two variants, one of which the
+/// workspace's gate refuses.
+async fn fake_openai() -> String {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async {
+            let variants = json!({"variants": [
+                {"subject": "Your projects miss you", "body": "Pick up where you left off. {{ unsubscribe_url }}"},
+                {"subject": "Free money", "body": "Free money if you come back today. {{ unsubscribe_url }}"},
+            ]});
+            axum::Json(json!({
+                "id": "chatcmpl-1", "object": "chat.completion", "created": 1_741_000_000, "model": "gpt-test",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": variants.to_string()},
+                             "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 40, "completion_tokens": 30, "total_tokens": 70},
+            }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+async fn llm_settings_and_variants(app: &TestApp, ws: &Keys) {
+    let path = "/v1/settings/llm";
+    let get = || app.request("get", path).bearer_auth(&ws.secret);
+    let put = |body: Value| app.request("put", path).bearer_auth(&ws.secret).body(body.to_string());
+    let (status, none) = app.call("get", path, get()).await;
+    assert_eq!((status, &none["llm"]), (StatusCode::OK, &Value::Null));
+    let variants = "/v1/templates/{templateId}/variants";
+    let ask = |n: u64| {
+        let brief = json!({"goal": "bring users back", "audience": "free plan teams", "tone": "warm",
+                           "channel": "in_app", "locale": "en"});
+        app.request("post", "/v1/templates/comeback/variants")
+            .bearer_auth(&ws.secret)
+            .body(json!({"brief": brief, "n": n}).to_string())
+    };
+    let (status, body) = app.call("post", variants, ask(2)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_setting"), "no llm yet");
+
+    let (status, body) =
+        app.call("put", path, put(json!({"provider": "openai", "openai": {"model": ""}}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_setting"));
+    assert!(body["message"].as_str().unwrap().contains("model"), "{body}");
+    let url = fake_openai().await;
+    let config = json!({"provider": "openai", "openai": {"model": "gpt-test", "base_url": url, "api_key": "sk-local"}});
+    let (status, stored) = app.call("put", path, put(config)).await;
+    assert_eq!(
+        (status, &stored["llm"]["openai"]["api_key"]),
+        (StatusCode::OK, &json!("********")),
+        "{stored}"
+    );
+    let (status, read) = app.call("get", path, get()).await;
+    assert_eq!((status, &read["llm"]["openai"]["model"]), (StatusCode::OK, &json!("gpt-test")));
+
+    // Two variants: the one the gate passes is saved, the one with a banned word is not.
+    let rules = json!({"banned_words": ["free money"], "postal_address": null});
+    let request =
+        app.request("put", "/v1/settings/compliance").bearer_auth(&ws.secret).body(rules.to_string());
+    assert_eq!(app.call("put", "/v1/settings/compliance", request).await.0, StatusCode::OK);
+    let (status, body) = app.call("post", variants, ask(2)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let got = body["variants"].as_array().unwrap();
+    assert_eq!((got[0]["saved"].as_bool(), got[1]["saved"].as_bool()), (Some(true), Some(false)), "{body}");
+    assert_eq!(got[1]["violations"][0]["rule"], "banned_word");
+    let request = app.request("get", "/v1/templates/comeback-1").bearer_auth(&ws.secret);
+    let (status, saved) = app.call("get", "/v1/templates/{templateId}", request).await;
+    assert_eq!(
+        (status, &saved["definition"]["locales"]["en"]["subject"]),
+        (StatusCode::OK, &json!("Your projects miss you"))
+    );
+    // The model answered two variants where three were asked: an unusable answer.
+    let (status, body) = app.call("post", variants, ask(3)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_GATEWAY, "llm_failed"), "{body}");
+    let (status, body) = app.call("post", variants, ask(0)).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
 }

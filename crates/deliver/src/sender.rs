@@ -145,6 +145,12 @@ impl Sender {
         self.inner.factory.as_ref()
     }
 
+    /// Drops what is loaded of a workspace, so its next use reads the settings again (a server
+    /// that changed them itself need not wait for the next check).
+    pub async fn forget(&self, ws: &WorkspaceId) {
+        self.inner.workspaces.lock().await.remove(ws);
+    }
+
     /// A workspace's delivery, loaded again when its settings changed.
     pub async fn workspace(&self, ws: &WorkspaceId) -> Result<Arc<WorkspaceDelivery>, SenderError> {
         let current = self.inner.workspaces.lock().await.get(ws).cloned();
