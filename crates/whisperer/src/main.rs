@@ -6,6 +6,7 @@ mod churn;
 mod closed_loop;
 mod cohorts;
 mod config;
+mod delivery_cli;
 mod demo;
 mod loadgen;
 mod policy_eval;
@@ -89,6 +90,16 @@ enum Command {
     Campaign {
         #[command(subcommand)]
         command: CampaignCommand,
+    },
+    /// Message templates: create or update one from a JSON file, list them.
+    Template {
+        #[command(subcommand)]
+        command: delivery_cli::TemplateCommand,
+    },
+    /// The outbox: list messages (and dead letters), re-drive dead letters.
+    Messages {
+        #[command(subcommand)]
+        command: delivery_cli::MessagesCommand,
     },
     /// Experiments: how a campaign's arms did against its holdout.
     Experiment {
@@ -476,6 +487,14 @@ async fn main() -> anyhow::Result<()> {
                     print_json(&serde_json::Value::Array(out))?;
                 }
             }
+        }
+        Command::Template { command } => {
+            init_logging(LogFormat::Text, "warn");
+            delivery_cli::template(command).await?;
+        }
+        Command::Messages { command } => {
+            init_logging(LogFormat::Text, "warn");
+            delivery_cli::messages(command).await?;
         }
         Command::Experiment { command } => {
             init_logging(LogFormat::Text, "warn");
