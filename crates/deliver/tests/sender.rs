@@ -430,3 +430,84 @@ async fn briefs_are_written_by_the_llm_and_fall_back_to_the_template_with_the_re
     );
     assert_eq!(p["data"]["translated_to"], "fr-CA", "{p}");
 }
+
+/// A webhook receiver that answers 503 while `down` is set.
+async fn switchable() -> (String, Arc<std::sync::atomic::AtomicBool>, Arc<Mutex<usize>>) {
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let calls = Arc::new(Mutex::new(0));
+    let (d, c) = (down.clone(), calls.clone());
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move || {
+            let (d, c) = (d.clone(), c.clone());
+            async move {
+                *c.lock().unwrap() += 1;
+                if d.load(std::sync::atomic::Ordering::SeqCst) {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, down, calls)
+}
+
+#[tokio::test]
+async fn the_primary_going_down_mid_run_fails_over_and_its_circuit_opens() {
+    let (primary, down, primary_calls) = switchable().await;
+    let (backup, backup_rx) = receiver().await;
+    let providers = webhooks(&[("primary", &primary, true), ("backup", &backup, true)]);
+    let config =
+        providers.replace(r#""retry":"#, r#""breaker": {"failures": 2, "cool_down_ms": 60000}, "retry":"#);
+    let w = world(&config).await;
+    let mut first = Vec::new();
+    for i in 0..4 {
+        first.push(w.decide(&format!("early{i}"), r#"{"name": "Early"}"#).await);
+    }
+    assert_eq!(w.sender.round(&w.ws).await.unwrap().sent, 4);
+    for id in &first {
+        assert_eq!(w.status(id).await.2.as_deref(), Some("primary"));
+    }
+
+    // The primary goes down: the next messages fail over; after two failures its circuit opens
+    // and it is not called again.
+    down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut later = Vec::new();
+    for i in 0..6 {
+        later.push(w.decide(&format!("late{i}"), r#"{"name": "Late"}"#).await);
+    }
+    // One at a time, so the breaker sees each failure before the next send.
+    let composer = Arc::new(Composer::new(w.store.clone(), None, None));
+    let one_by_one = SenderConfig { batch: 1, ..SenderConfig::default() };
+    let sender =
+        Sender::new(w.store.clone(), composer, Arc::new(whisperer_deliver::InAppHub::default()), one_by_one);
+    let mut sent = 0;
+    for _ in 0..20 {
+        sent += sender.round(&w.ws).await.unwrap().sent;
+        if sent == 6 {
+            break;
+        }
+    }
+    assert_eq!(sent, 6);
+    for id in &later {
+        let (status, _, provider) = w.status(id).await;
+        assert_eq!((status, provider.as_deref()), (MessageStatus::Sent, Some("backup")));
+    }
+    assert_eq!(backup_rx.got.lock().unwrap().len(), 6);
+    let primary_total = *primary_calls.lock().unwrap();
+    assert!(primary_total <= 4 + 2 + 6, "{primary_total}");
+    let notes: Vec<serde_json::Value> = {
+        let mut out = Vec::new();
+        for id in &later {
+            out.push(w.status(id).await.1);
+        }
+        out
+    };
+    let skipped = notes.iter().filter(|e| e["tries"][0]["result"] == "circuit_open").count();
+    assert!(skipped >= 1, "the open circuit skipped the primary: {notes:?}");
+    assert_eq!(primary_total, 4 + (6 - skipped), "the primary is called only while its circuit is closed");
+}
