@@ -204,6 +204,7 @@ pub async fn post_preview(
     let mut user = composer.user(ws, person.id).await.map_err(compose_error)?.unwrap_or_default();
     if let Some(l) = &locale {
         user.traits.insert("locale".into(), Value::String(l.clone()));
+        user.context_locale = None;
     }
     let delivery =
         sender.workspace(ws).await.map_err(|e| ApiError::new(ErrorCode::InvalidSetting, e.to_string()))?;

@@ -62,6 +62,24 @@ pub struct WorkspaceContent<'a> {
     pub llm: Option<&'a whisperer_llm::Generator>,
     /// Translate a template through the LLM for a user whose language it lacks.
     pub translate_missing_locales: bool,
+    /// The workspace's default locale: after the user's own language, before the template's.
+    pub default_locale: Option<&'a str>,
+}
+
+impl<'a> WorkspaceContent<'a> {
+    /// Rules only: no tracking, no LLM, no translation, the template's own default locale;
+    /// callers set what they have with struct update syntax.
+    pub fn new(rules: &'a ComplianceRules) -> Self {
+        WorkspaceContent {
+            rules,
+            tracking: None,
+            opens_and_clicks: true,
+            preview: false,
+            llm: None,
+            translate_missing_locales: false,
+            default_locale: None,
+        }
+    }
 }
 
 /// A user as a message may speak of them.
@@ -72,6 +90,21 @@ pub struct UserData {
     pub features: Vec<(&'static str, f64)>,
     pub scores: Option<Scores>,
     pub time_zone: Option<String>,
+    /// `context.locale` of the user's latest event, for users whose traits name no locale.
+    pub context_locale: Option<String>,
+}
+
+impl UserData {
+    /// The user's locale: traits `locale` or `language`, else their latest event's
+    /// `context.locale` (normalised).
+    pub fn locale(&self) -> Option<String> {
+        let context = self.context_locale.as_ref().map(|l| {
+            let mut m = Map::new();
+            m.insert("locale".into(), Value::String(l.clone()));
+            m
+        });
+        whisperer_templates::user_locale(&self.traits, context.as_ref())
+    }
 }
 
 /// A workspace's template by id, as last read, and when (None: the store has no such template).
@@ -145,8 +178,17 @@ impl Composer {
                 traits.extend(t);
             }
         }
+        // Without a locale trait, what the user's device said last (Segment's `context.locale`).
+        let context_locale = if whisperer_templates::user_locale(&traits, None).is_none() {
+            self.store.person_events(ws, person, None, 1).await?.first().and_then(|e| {
+                let raw: Value = serde_json::from_str(&e.event.raw).ok()?;
+                raw.pointer("/context/locale").and_then(Value::as_str).map(str::to_owned)
+            })
+        } else {
+            None
+        };
         let now = Millis::now().0;
-        let mut data = UserData { user_id: found.user_id, traits, ..UserData::default() };
+        let mut data = UserData { user_id: found.user_id, traits, context_locale, ..UserData::default() };
         if let Some(view) = self.profiles.as_ref().and_then(|p| p.view(ws, person, now)) {
             data.features = whisperer_decide::context::FEATURE_NAMES
                 .iter()
@@ -194,8 +236,10 @@ impl Composer {
             match content.llm {
                 None => fallback_reason = Some("no llm is configured for this workspace".to_owned()),
                 Some(llm) => {
-                    let locale =
-                        whisperer_templates::user_locale(&user.traits, None).unwrap_or_else(|| "en".into());
+                    let locale = user
+                        .locale()
+                        .or_else(|| content.default_locale.map(str::to_owned))
+                        .unwrap_or_else(|| "en".into());
                     match self.generate(ws, llm, &spec, brief, job.channel, &locale, content.rules).await {
                         Ok((template, record_note)) => {
                             let (mut message, violations) = self.render(
@@ -247,7 +291,7 @@ impl Composer {
         let mut translation = None;
         if content.translate_missing_locales
             && let Some(llm) = content.llm
-            && let Some(wanted) = whisperer_templates::user_locale(&user.traits, None)
+            && let Some(wanted) = user.locale()
         {
             match self.translated(ws, llm, &template, &wanted).await {
                 Ok(Some(translated)) => {
@@ -433,8 +477,7 @@ impl Composer {
         if let Some(l) = &links {
             ctx = ctx.var("open_pixel_url", l.open_pixel());
         }
-        let locale = whisperer_templates::user_locale(&user.traits, None)
-            .unwrap_or_else(|| template.set.default_locale().to_owned());
+        let locale = chosen_locale(&template.set, user.locale(), content.default_locale);
         let rendered = template
             .set
             .render_context(&locale, &ctx)
@@ -492,6 +535,25 @@ impl Composer {
             data,
         };
         Ok((message, violations))
+    }
+}
+
+/// The locale to render: the user's when the template has their language, else the workspace's
+/// default when the template has that, else the template's own fallback chain (which ends at
+/// the template's default locale).
+fn chosen_locale(
+    set: &whisperer_templates::TemplateSet,
+    user: Option<String>,
+    workspace: Option<&str>,
+) -> String {
+    let language = |tag: &str| tag.split('-').next().unwrap_or_default().to_ascii_lowercase();
+    let has_language =
+        |tag: &str| set.resolve_locale(tag).is_some_and(|found| language(found) == language(tag));
+    match (user, workspace) {
+        (Some(u), _) if has_language(&u) => u,
+        (_, Some(w)) if has_language(w) => w.to_owned(),
+        (Some(u), _) => u,
+        (None, _) => set.default_locale().to_owned(),
     }
 }
 

@@ -101,6 +101,10 @@ pub struct ContentConfig {
     /// template's fallback locale is sent and the message records why.
     #[serde(default)]
     pub translate_missing_locales: bool,
+    /// The workspace's default locale: a template without the user's language is rendered in
+    /// this one when it has it, before falling back to the template's own default.
+    #[serde(default)]
+    pub default_locale: Option<String>,
 }
 
 /// A workspace's delivery configuration.

@@ -83,6 +83,7 @@ impl WorkspaceDelivery {
             preview: false,
             llm: self.llm.as_ref(),
             translate_missing_locales: self.config.content.translate_missing_locales,
+            default_locale: self.config.content.default_locale.as_deref(),
         }
     }
 }

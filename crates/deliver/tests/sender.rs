@@ -511,3 +511,41 @@ async fn the_primary_going_down_mid_run_fails_over_and_its_circuit_opens() {
     assert!(skipped >= 1, "the open circuit skipped the primary: {notes:?}");
     assert_eq!(primary_total, 4 + (6 - skipped), "the primary is called only while its circuit is closed");
 }
+
+#[tokio::test]
+async fn the_locale_comes_from_traits_then_the_latest_context_then_the_workspace_default() {
+    let (url, rx) = receiver().await;
+    let config = webhooks(&[("hook", &url, true)])
+        .replace(r#""retry":"#, r#""content": {"default_locale": "de"}, "retry":"#);
+    let w = world(&config).await;
+    // No locale trait, but the device said de-CH on the latest event.
+    w.store.append(vec![identify(&w.ws, "kim", r#"{"name": "Kim"}"#)], Millis(0)).await.unwrap();
+    let mut event = identify(&w.ws, "kim", "{}");
+    event.message_id = "kim-page".into();
+    event.event_type = EventType::Page;
+    event.timestamp = Millis::now();
+    event.raw = r#"{"type":"page","userId":"kim","context":{"locale":"de-CH"}}"#.into();
+    w.store.append(vec![event], Millis(0)).await.unwrap();
+    let req = DecideRequest { user_id: "kim", campaign: "hello", context: None, deliver: true };
+    w.decisions.decide(&w.ws, req).await.unwrap();
+    // French is not among the template's locales: the workspace's default (de) before the
+    // template's own (en).
+    w.decide("lou", r#"{"name": "Lou", "locale": "fr"}"#).await;
+    // English is: the user's language wins.
+    w.decide("max", r#"{"name": "Max", "locale": "en-GB"}"#).await;
+    assert_eq!(w.sender.round(&w.ws).await.unwrap().sent, 3);
+    let mut texts: Vec<String> = rx
+        .got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| {
+            serde_json::from_slice::<serde_json::Value>(body).unwrap()["text"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    texts.sort();
+    assert_eq!(
+        texts,
+        ["Hallo Kim, schön dass du da bist.", "Hallo Lou, schön dass du da bist.", "Hello Max, from hello. "]
+    );
+}

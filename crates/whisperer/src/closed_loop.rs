@@ -759,15 +759,11 @@ impl Delivery {
             channel: Some(channel.as_str().into()),
             content: Some(whisperer_templates::Value::from(content.id.as_str())),
         };
+        // Contents with a brief are sent with their template, in the locales it has: the
+        // simulation has no LLM.
         let workspace = whisperer_deliver::WorkspaceContent {
-            rules: &self.rules,
             tracking: Some((TRACKING_BASE_URL, &self.tracking_key)),
-            opens_and_clicks: true,
-            preview: false,
-            // Contents with a brief are sent with their template, in the locales it has: the
-            // simulation has no LLM.
-            llm: None,
-            translate_missing_locales: false,
+            ..whisperer_deliver::WorkspaceContent::new(&self.rules)
         };
         let rendered = self.composer.render(
             &self.ws,
