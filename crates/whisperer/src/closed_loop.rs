@@ -542,6 +542,7 @@ pub async fn run(
                         stage: profile.stage().as_str().into(),
                     }),
                     time_zone: user_traits.get("timezone").and_then(Value::as_str).map(str::to_owned),
+                    context_locale: None,
                 });
                 let sent = delivery.send(&d, &campaign, arm, person, user_data, &mut report.delivery).await;
                 let mut log = MessageLog {
