@@ -251,6 +251,7 @@ fn preview_record(person: i64, channel: Channel) -> MessageRecord {
         error: None,
         created_at: Millis::now(),
         updated_at: Millis::now(),
+        seen_at: None,
     }
 }
 
@@ -454,6 +455,7 @@ pub async fn get_messages(
         provider_message_id: None,
         due_by: None,
         channel: None,
+        unseen: false,
         before,
         limit,
     };
@@ -714,6 +716,8 @@ pub struct InboxQuery {
     #[serde(rename = "userId")]
     user_id: Option<String>,
     token: Option<String>,
+    /// `true`: seen messages too (the inbox lists the unseen ones).
+    all: Option<String>,
 }
 
 /// Whose inbox: a server with the secret key names the user; a browser presents the token the
@@ -780,10 +784,21 @@ pub async fn get_inbox(
     let Some(person) = state.inner.store.find_person(&ws, IdKind::User, &user_id).await? else {
         return Ok(axum::Json(json!({"messages": []})));
     };
+    let all = match q.all.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!("all must be true or false, got {other:?}"),
+            ));
+        }
+    };
     let query = MessageQuery {
         status: Some(MessageStatus::Sent),
         person: Some(person.id),
         channel: Some(Channel::InApp.as_str().into()),
+        unseen: !all,
         limit: MAX_PAGE,
         ..Default::default()
     };
@@ -800,7 +815,62 @@ fn inbox_json(m: &MessageRecord) -> Value {
         "body": body.pointer("/message/text").cloned().unwrap_or(Value::Null),
         "campaign": m.campaign,
         "sentAt": iso(m.updated_at),
+        "seenAt": m.seen_at.map(iso),
     })
+}
+
+/// Most messages marked seen in one call.
+const MAX_SEEN: usize = 100;
+
+/// `POST /v1/inbox/seen` `{"ids": […]}`: the user saw these in-app messages; each counts as
+/// opened (once) for the campaign that sent it, and leaves the unseen inbox.
+pub async fn post_inbox_seen(
+    State(state): State<AppState>,
+    query: Result<Query<InboxQuery>, QueryRejection>,
+    request: Request,
+) -> Result<axum::Json<Value>, ApiError> {
+    let (parts, body) = request.into_parts();
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
+    })?;
+    let (ws, user_id) = inbox_owner(&state, &parts.headers, &q).await?;
+    let body = read_body(body, MAX_BODY, &parts.headers).await?;
+    let bad = |m: String| ApiError::new(ErrorCode::InvalidParameter, m);
+    let body: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("body is not JSON: {e}")))?;
+    let ids: Vec<String> = match body.get("ids").and_then(Value::as_array) {
+        Some(ids)
+            if !ids.is_empty() && ids.len() <= MAX_SEEN && body.as_object().is_some_and(|o| o.len() == 1) =>
+        {
+            ids.iter()
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad("ids must be strings".into())))
+                .collect::<Result<_, _>>()?
+        }
+        _ => return Err(bad(format!("body must be {{\"ids\": [1 to {MAX_SEEN} message ids]}}"))),
+    };
+    let store = &state.inner.store;
+    let Some(person) = store.find_person(&ws, IdKind::User, &user_id).await? else {
+        return Ok(axum::Json(json!({"seen": []})));
+    };
+    let now = Millis::now();
+    let marked = store.mark_seen(&ws, person.id, &ids, now).await?;
+    let mut events = Vec::new();
+    for id in &marked {
+        if let Some(record) = store.message(&ws, id).await? {
+            let message = feedback::MessageRef::of(&record);
+            events.extend(feedback::status_event(
+                &ws,
+                &message,
+                DeliveryStatus::Opened,
+                now,
+                &BTreeMap::new(),
+            ));
+        }
+    }
+    if !events.is_empty() {
+        store.append(events, Millis(now.0 - 30 * 86_400_000)).await?;
+    }
+    Ok(axum::Json(json!({"seen": marked})))
 }
 
 /// `GET /v1/inbox/stream`: server-sent events, one `message` event per in-app message sent to

@@ -196,6 +196,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/messages/{message_id}/redrive", post(delivery::post_redrive))
         .route("/v1/inbox", get(delivery::get_inbox))
         .route("/v1/inbox/token", post(delivery::post_inbox_token))
+        .route("/v1/inbox/seen", post(delivery::post_inbox_seen))
         .route("/v1/inbox/stream", get(delivery::get_inbox_stream))
         .route("/v1/callbacks/sendgrid/{workspace_id}", post(delivery::post_sendgrid_events))
         .route("/v1/callbacks/twilio/{workspace_id}", post(delivery::post_twilio_status))

@@ -1349,6 +1349,7 @@ async fn content_and_delivery(app: &TestApp, ws: &Keys) {
         error: error.map(|e| e.to_string()),
         created_at: now,
         updated_at: now,
+        seen_at: None,
     }
     };
     let unknown = json!({"code": "outcome_unknown", "message": "the sender stopped mid-send"});
@@ -1399,6 +1400,24 @@ async fn content_and_delivery(app: &TestApp, ws: &Keys) {
     assert_eq!((status, error_code(&body)), (StatusCode::UNAUTHORIZED, "missing_key"));
     let (status, body) =
         app.call("post", "/v1/inbox/token", send("post", "/v1/inbox/token", "{}".into())).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
+
+    // Seen messages leave the inbox (and count as opened); `all=true` still lists them.
+    let seen = "/v1/inbox/seen";
+    let mark =
+        |body: Value| app.request("post", &format!("/v1/inbox/seen?token={token}")).body(body.to_string());
+    let (status, body) = app.call("post", seen, mark(json!({"ids": ["msg_sent", "msg_unknown"]}))).await;
+    assert_eq!((status, &body["seen"]), (StatusCode::OK, &json!(["msg_sent"])), "{body}");
+    let (status, body) = app.call("post", seen, mark(json!({"ids": ["msg_sent"]}))).await;
+    assert_eq!((status, &body["seen"]), (StatusCode::OK, &json!([])), "seen once");
+    let (status, listed) = app.call("get", inbox, by_token(&token)).await;
+    assert_eq!((status, listed["messages"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)));
+    let (status, listed) = app.call("get", inbox, get("/v1/inbox?userId=ada&all=true")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(listed["messages"][0]["seenAt"].is_string(), "{listed}");
+    let (status, body) = app.call("post", seen, mark(json!({"ids": []}))).await;
+    assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
+    let (status, body) = app.call("get", inbox, get("/v1/inbox?userId=ada&all=yes")).await;
     assert_eq!((status, error_code(&body)), (StatusCode::BAD_REQUEST, "invalid_parameter"));
 
     // The live stream answers with an event stream (read no further: it stays open).

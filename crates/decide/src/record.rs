@@ -92,6 +92,7 @@ pub fn to_outbox(d: &Decision) -> Option<MessageRecord> {
         error: None,
         created_at: Millis(d.at),
         updated_at: Millis(d.at),
+        seen_at: None,
     })
 }
 

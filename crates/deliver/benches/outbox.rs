@@ -125,6 +125,7 @@ async fn setup(n: usize, sink_port: u16) -> (Arc<dyn Store>, WorkspaceId, tempfi
             error: None,
             created_at: now,
             updated_at: now,
+            seen_at: None,
         });
     }
     for chunk in messages.chunks(1_000) {

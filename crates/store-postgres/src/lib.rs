@@ -812,10 +812,33 @@ impl Store for PgStore {
                     &limit,
                     &query.due_by.map(|t| t.0),
                     &query.channel,
+                    &query.unseen,
                 ],
             )
             .await?;
         rows.iter().map(messages::row).collect()
+    }
+
+    async fn mark_seen(
+        &self,
+        workspace: &WorkspaceId,
+        person: PersonId,
+        ids: &[String],
+        at: Millis,
+    ) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .query(
+                "UPDATE messages SET seen_at = $4
+                 WHERE workspace_id = $1 AND id = ANY($2) AND person_id = $3 AND channel = 'in_app'
+                   AND status = 'sent' AND seen_at IS NULL
+                 RETURNING id",
+                &[&workspace.as_str(), &ids, &person, &at.0],
+            )
+            .await?;
+        rows.iter().map(|r| get(r, 0)).collect()
     }
 
     async fn message(&self, workspace: &WorkspaceId, id: &str) -> Result<Option<MessageRecord>> {

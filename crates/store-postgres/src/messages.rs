@@ -8,7 +8,7 @@ use crate::{db_err, get};
 
 pub const COLUMNS: &str =
     "id, person_id, channel, decision_id, campaign, status, attempts, due_at, lease_until, provider,
-     provider_message_id, body, error, created_at, updated_at";
+     provider_message_id, body, error, created_at, updated_at, seen_at";
 
 pub async fn enqueue(tx: &Transaction<'_>, ws: &WorkspaceId, messages: &[MessageRecord]) -> Result<u64> {
     if messages.is_empty() {
@@ -134,6 +134,7 @@ pub fn query_sql() -> String {
            AND ($6::int8 IS NULL OR (created_at, id) < ($6, $7::text))
            AND ($9::int8 IS NULL OR due_at <= $9)
            AND ($10::text IS NULL OR channel = $10)
+           AND (NOT $11::bool OR seen_at IS NULL)
          ORDER BY created_at DESC, id DESC LIMIT $8"
     )
 }
@@ -165,5 +166,6 @@ pub fn row(r: &tokio_postgres::Row) -> Result<MessageRecord> {
         error: get(r, 12)?,
         created_at: Millis(get(r, 13)?),
         updated_at: Millis(get(r, 14)?),
+        seen_at: get::<Option<i64>>(r, 15)?.map(Millis),
     })
 }

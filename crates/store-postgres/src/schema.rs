@@ -213,6 +213,10 @@ CREATE INDEX messages_due ON messages (workspace_id, status, due_at);
 CREATE INDEX messages_created ON messages (workspace_id, created_at, id);
 CREATE INDEX messages_provider_id ON messages (workspace_id, provider_message_id);
 "#,
+    r#"
+-- When the user saw an in-app message in their inbox.
+ALTER TABLE messages ADD COLUMN seen_at bigint;
+"#,
 ];
 
 /// Brings the schema to the latest version, creating `schema` first when given.

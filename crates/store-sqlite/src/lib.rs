@@ -962,6 +962,26 @@ impl Store for SqliteStore {
         self.read(move |c| messages::one(c, &ws, &id).map_err(map_err)).await
     }
 
+    async fn mark_seen(
+        &self,
+        workspace: &WorkspaceId,
+        person: PersonId,
+        ids: &[String],
+        at: Millis,
+    ) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ws, ids) = (workspace.clone(), ids.to_vec());
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let marked = messages::mark_seen(&tx, &ws, person, &ids, at)?;
+            tx.commit()?;
+            Ok(marked)
+        })
+        .await
+    }
+
     async fn decisions(&self, workspace: &WorkspaceId, query: &DecisionQuery) -> Result<Vec<DecisionRecord>> {
         let (ws, query) = (workspace.clone(), query.clone());
         self.read(move |c| decisions::decisions(c, &ws, &query).map_err(map_err)).await

@@ -6,7 +6,7 @@ use whisperer_store::{MessageQuery, MessageRecord, MessageStatus, MessageUpdate}
 
 const COLUMNS: &str =
     "id, person_id, channel, decision_id, campaign, status, attempts, due_at, lease_until, provider,
-     provider_message_id, body, error, created_at, updated_at";
+     provider_message_id, body, error, created_at, updated_at, seen_at";
 
 pub fn enqueue(tx: &Transaction<'_>, ws: &WorkspaceId, messages: &[MessageRecord]) -> rusqlite::Result<u64> {
     let mut insert = tx.prepare_cached(
@@ -133,6 +133,7 @@ pub fn query(c: &Connection, ws: &WorkspaceId, q: &MessageQuery) -> rusqlite::Re
            AND (?6 IS NULL OR (created_at, id) < (?6, ?7))
            AND (?9 IS NULL OR due_at <= ?9)
            AND (?10 IS NULL OR channel = ?10)
+           AND (?11 = 0 OR seen_at IS NULL)
          ORDER BY created_at DESC, id DESC LIMIT ?8"
     ))?
     .query_map(
@@ -146,7 +147,8 @@ pub fn query(c: &Connection, ws: &WorkspaceId, q: &MessageQuery) -> rusqlite::Re
             before_id,
             q.limit as i64,
             q.due_by.map(|t| t.0),
-            q.channel
+            q.channel,
+            q.unseen
         ],
         row,
     )?
@@ -183,5 +185,27 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
         error: r.get(12)?,
         created_at: Millis(r.get(13)?),
         updated_at: Millis(r.get(14)?),
+        seen_at: r.get::<_, Option<i64>>(15)?.map(Millis),
     })
+}
+
+pub fn mark_seen(
+    tx: &Transaction<'_>,
+    ws: &WorkspaceId,
+    person: i64,
+    ids: &[String],
+    at: Millis,
+) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = tx.prepare_cached(
+        "UPDATE messages SET seen_at = ?4
+         WHERE workspace_id = ?1 AND id = ?2 AND person_id = ?3 AND channel = 'in_app' AND status = 'sent'
+           AND seen_at IS NULL",
+    )?;
+    let mut marked = Vec::new();
+    for id in ids {
+        if stmt.execute(params![ws.as_str(), id, person, at.0])? > 0 {
+            marked.push(id.clone());
+        }
+    }
+    Ok(marked)
 }

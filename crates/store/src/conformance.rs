@@ -602,6 +602,7 @@ fn outbox_message(id: &str, person: i64, due: i64) -> MessageRecord {
         error: None,
         created_at: Millis(due - 5),
         updated_at: Millis(due - 5),
+        seen_at: None,
     }
 }
 
@@ -722,6 +723,39 @@ pub async fn outbox_lifecycle(store: &impl Store) {
     assert_eq!(store.messages(&ws, &email).await.unwrap().len(), 3);
     let sms = MessageQuery { channel: Some("sms".into()), limit: 10, ..Default::default() };
     assert!(store.messages(&ws, &sms).await.unwrap().is_empty());
+
+    // In-app messages are seen once, by their own person only.
+    let mut in_app = outbox_message("inbox1", 7, T0);
+    in_app.channel = "in_app".into();
+    let mut someone_elses = outbox_message("inbox2", 8, T0);
+    someone_elses.channel = "in_app".into();
+    store.enqueue_messages(&ws, &[in_app, someone_elses]).await.unwrap();
+    let claimed = store.claim_messages(&ws, Millis(T0 + 20_000), Millis(T0 + 30_000), 10).await.unwrap();
+    let sent: Vec<MessageUpdate> = claimed
+        .iter()
+        .filter(|m| m.channel == "in_app")
+        .map(|m| MessageUpdate::new(&m.id, MessageStatus::Sending, MessageStatus::Sent, Millis(T0 + 20_001)))
+        .collect();
+    assert_eq!(store.update_messages(&ws, &sent).await.unwrap(), 2);
+    let unseen = |person| MessageQuery {
+        person: Some(person),
+        channel: Some("in_app".into()),
+        unseen: true,
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(store.messages(&ws, &unseen(7)).await.unwrap().len(), 1);
+    let ids = ["inbox1".to_owned(), "inbox2".to_owned(), "m1".to_owned()];
+    let marked = store.mark_seen(&ws, 7, &ids, Millis(T0 + 20_002)).await.unwrap();
+    assert_eq!(marked, ["inbox1"], "another person's message and an email are not this inbox's");
+    assert!(store.mark_seen(&ws, 7, &ids, Millis(T0 + 20_003)).await.unwrap().is_empty(), "seen once");
+    assert!(
+        store.mark_seen(&other, 7, &ids, Millis(T0)).await.unwrap().is_empty(),
+        "nor another workspace's"
+    );
+    assert!(store.messages(&ws, &unseen(7)).await.unwrap().is_empty());
+    assert_eq!(store.messages(&ws, &unseen(8)).await.unwrap().len(), 1);
+    assert_eq!(store.message(&ws, "inbox1").await.unwrap().unwrap().seen_at, Some(Millis(T0 + 20_002)));
 }
 
 fn decision(id: &str, campaign: &str, person: i64, at: i64, status: &str) -> DecisionRecord {

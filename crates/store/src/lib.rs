@@ -272,6 +272,8 @@ pub struct MessageRecord {
     pub error: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// When the user saw it (in-app messages marked seen in their inbox).
+    pub seen_at: Option<Millis>,
 }
 
 /// A change to one outbox message, applied only while it is in status `from` (so two senders,
@@ -322,6 +324,8 @@ pub struct MessageQuery {
     pub due_by: Option<Millis>,
     /// Only messages of this channel.
     pub channel: Option<String>,
+    /// Only messages the user has not seen.
+    pub unseen: bool,
     /// Only messages strictly older than this (created_at, id): the previous page's cursor.
     pub before: Option<(Millis, String)>,
     pub limit: usize,
@@ -579,6 +583,15 @@ pub trait Store: Send + Sync + 'static {
     async fn messages(&self, workspace: &WorkspaceId, query: &MessageQuery) -> Result<Vec<MessageRecord>>;
     /// One outbox message by id.
     async fn message(&self, workspace: &WorkspaceId, id: &str) -> Result<Option<MessageRecord>>;
+    /// Marks sent in-app messages of a person as seen at `at`; returns the ids that were not
+    /// seen before (ids of other people, other channels or unsent messages are ignored).
+    async fn mark_seen(
+        &self,
+        workspace: &WorkspaceId,
+        person: PersonId,
+        ids: &[String],
+        at: Millis,
+    ) -> Result<Vec<String>>;
 
     /// The person an id belongs to, with all their ids.
     async fn find_person(&self, workspace: &WorkspaceId, kind: IdKind, value: &str)

@@ -752,6 +752,7 @@ impl Delivery {
             error: None,
             created_at: Millis(d.at),
             updated_at: Millis(d.at),
+            seen_at: None,
         };
         let vars = whisperer_templates::Decision {
             id: d.id.clone(),
