@@ -72,6 +72,8 @@ pub struct WorkspaceDelivery {
     texts: (Option<String>, Option<String>, Option<String>),
     /// When the settings were last compared with the store's.
     checked_at: Mutex<Instant>,
+    /// The LLM budget counters as last saved.
+    budget_saved: Mutex<String>,
 }
 
 impl WorkspaceDelivery {
@@ -212,6 +214,11 @@ impl Sender {
             }
             None => None,
         };
+        let budget_saved = Mutex::new(
+            llm.as_ref()
+                .map(|l| serde_json::to_string(&l.budget_snapshot()).expect("serialisable"))
+                .unwrap_or_default(),
+        );
         Ok(WorkspaceDelivery {
             config,
             router,
@@ -220,6 +227,7 @@ impl Sender {
             llm,
             texts,
             checked_at: Mutex::new(Instant::now()),
+            budget_saved,
         })
     }
 
@@ -298,8 +306,13 @@ impl Sender {
         if let Some(llm) = &delivery.llm
             && round.claimed > 0
         {
+            // Written only when something was spent since the last save.
             let snapshot = serde_json::to_string(&llm.budget_snapshot()).expect("serialisable");
-            store.set_setting(ws, LLM_BUDGET_SETTING, &snapshot, Millis::now()).await?;
+            let changed = *lock(&delivery.budget_saved) != snapshot;
+            if changed {
+                store.set_setting(ws, LLM_BUDGET_SETTING, &snapshot, Millis::now()).await?;
+                *lock(&delivery.budget_saved) = snapshot;
+            }
         }
         Ok(round)
     }
