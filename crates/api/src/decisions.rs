@@ -14,12 +14,11 @@ use whisperer_decide::{CampaignSpec, Decision, FATIGUE_SETTING, FatigueRules};
 use whisperer_store::{CampaignRecord, DecisionQuery, DecisionRecord};
 
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, read_body, secret_caller};
+use crate::{AppState, decode_time_cursor, page_limit, read_body, secret_caller};
 
 /// Largest campaign definition or decide request.
 const MAX_BODY: usize = 64 * 1024;
 const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1000;
 
 fn iso(m: Millis) -> String {
     m.to_string()
@@ -152,14 +151,7 @@ pub async fn get_decisions(
         ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
     })?;
     let param = |m: String| ApiError::new(ErrorCode::InvalidParameter, m);
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(t) => t
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| param(format!("limit must be an integer from 1 to {MAX_PAGE}")))?,
-    };
+    let limit = page_limit(q.limit.as_deref(), DEFAULT_PAGE)?;
     let time = |name: &str, v: &Option<String>| {
         v.as_deref().map(|t| parse_iso8601(t).map_err(|e| param(format!("{name}: {e}")))).transpose()
     };
@@ -170,7 +162,7 @@ pub async fn get_decisions(
             "status must be one of send, holdout, no_send, suppressed, not_eligible, paused; got {s:?}"
         )));
     }
-    let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let before = q.cursor.as_deref().map(decode_time_cursor).transpose()?;
     let person = match &q.user_id {
         Some(u) => match state.inner.store.find_person(&caller.workspace, IdKind::User, u).await? {
             Some(p) => Some(p.id),
@@ -194,16 +186,6 @@ pub async fn get_decisions(
         "decisions": page.iter().map(record_json).collect::<Vec<_>>(),
         "nextCursor": next,
     })))
-}
-
-fn decode_cursor(text: &str) -> Result<(Millis, String), ApiError> {
-    let invalid = || ApiError::new(ErrorCode::InvalidCursor, "cursor is not one this API returned");
-    let (at, id) = text.split_once('.').ok_or_else(invalid)?;
-    let at: i64 = at.parse().map_err(|_| invalid())?;
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(invalid());
-    }
-    Ok((Millis(at), id.to_owned()))
 }
 
 fn campaign_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {

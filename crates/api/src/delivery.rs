@@ -29,13 +29,14 @@ use whisperer_store::{
 };
 
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, read_body, secret_caller};
+use crate::{AppState, decode_time_cursor, page_limit, read_body, secret_caller};
 
 const MAX_BODY: usize = 1 << 20;
 /// SendGrid posts batches of up to about a thousand events.
 const CALLBACK_BODY: usize = 4 << 20;
 const DEFAULT_PAGE: usize = 100;
-const MAX_PAGE: usize = 1_000;
+/// Most messages an inbox answer lists.
+const INBOX_MAX: usize = 1_000;
 
 fn iso(m: Millis) -> String {
     m.to_rfc3339()
@@ -131,13 +132,8 @@ pub async fn put_template(
     let body = read_body(body, MAX_BODY, &parts.headers).await?;
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::InvalidUtf8, "body is not UTF-8"))?;
-    let compiled = TemplateDefinition::parse(text).map_err(|e| {
-        let at = match (e.line, e.column) {
-            (Some(l), Some(c)) => format!(" (line {l}, column {c})"),
-            _ => String::new(),
-        };
-        ApiError::new(ErrorCode::InvalidTemplate, format!("{}: {}{at}", e.field, e.message))
-    })?;
+    let compiled = TemplateDefinition::parse(text)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidTemplate, e.with_position()))?;
     let record = state
         .inner
         .store
@@ -423,14 +419,7 @@ pub async fn get_messages(
         ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
     })?;
     let param = |m: String| ApiError::new(ErrorCode::InvalidParameter, m);
-    let limit = match q.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(t) => t
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| param(format!("limit must be an integer from 1 to {MAX_PAGE}")))?,
-    };
+    let limit = page_limit(q.limit.as_deref(), DEFAULT_PAGE)?;
     let status = q
         .status
         .as_deref()
@@ -440,7 +429,7 @@ pub async fn get_messages(
             })
         })
         .transpose()?;
-    let before = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let before = q.cursor.as_deref().map(decode_time_cursor).transpose()?;
     let person = match &q.user_id {
         Some(u) => match state.inner.store.find_person(&caller.workspace, IdKind::User, u).await? {
             Some(p) => Some(p.id),
@@ -466,16 +455,6 @@ pub async fn get_messages(
         "messages": page.iter().map(message_json).collect::<Vec<_>>(),
         "nextCursor": next,
     })))
-}
-
-fn decode_cursor(text: &str) -> Result<(Millis, String), ApiError> {
-    let invalid = || ApiError::new(ErrorCode::InvalidCursor, "cursor is not one this API returned");
-    let (at, id) = text.split_once('.').ok_or_else(invalid)?;
-    let at: i64 = at.parse().map_err(|_| invalid())?;
-    if id.is_empty() {
-        return Err(invalid());
-    }
-    Ok((Millis(at), id.to_owned()))
 }
 
 /// `GET /v1/messages/{id}`.
@@ -799,7 +778,7 @@ pub async fn get_inbox(
         person: Some(person.id),
         channel: Some(Channel::InApp.as_str().into()),
         unseen: !all,
-        limit: MAX_PAGE,
+        limit: INBOX_MAX,
         ..Default::default()
     };
     let messages: Vec<Value> =

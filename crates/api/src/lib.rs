@@ -353,6 +353,30 @@ async fn ingest(state: AppState, request: Request, endpoint: Endpoint) -> Result
     .into_response())
 }
 
+/// A list endpoint's `limit`: `default` when absent, else an integer from 1 to [`MAX_PAGE`].
+fn page_limit(limit: Option<&str>, default: usize) -> Result<usize, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidParameter,
+                format!("limit must be an integer from 1 to {MAX_PAGE}"),
+            )
+        }),
+    }
+}
+
+/// A `{at}.{id}` cursor of a list ordered by time and id (decisions, messages).
+fn decode_time_cursor(text: &str) -> Result<(Millis, String), ApiError> {
+    let invalid = || ApiError::new(ErrorCode::InvalidCursor, "cursor is not one this API returned");
+    let (at, id) = text.split_once('.').ok_or_else(invalid)?;
+    let at: i64 = at.parse().map_err(|_| invalid())?;
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        return Err(invalid());
+    }
+    Ok((Millis(at), id.to_owned()))
+}
+
 async fn secret_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let key = key_from_headers(headers)?;
     state.inner.keys.authenticate(key.as_deref(), KeyKind::Secret).await
@@ -445,15 +469,7 @@ async fn get_user_events(
     let Query(query) = query.map_err(|e| {
         ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
     })?;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_PAGE,
-        Some(text) => text.parse::<usize>().ok().filter(|n| (1..=MAX_PAGE).contains(n)).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidParameter,
-                format!("limit must be an integer from 1 to {MAX_PAGE}"),
-            )
-        })?,
-    };
+    let limit = page_limit(query.limit.as_deref(), DEFAULT_PAGE)?;
     let before = query.cursor.as_deref().map(views::decode_cursor).transpose()?;
     let store = &state.inner.store;
     let person = store.find_person(&caller.workspace, IdKind::User, &user_id).await?.ok_or_else(|| {

@@ -58,6 +58,16 @@ pub struct TemplateProblem {
     pub column: Option<usize>,
 }
 
+impl TemplateProblem {
+    /// `locales.en.body: unknown variable frist_name (line 2, column 4)`.
+    pub fn with_position(&self) -> String {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => format!("{}: {} (line {l}, column {c})", self.field, self.message),
+            _ => self.to_string(),
+        }
+    }
+}
+
 /// A checked template ready to render.
 pub struct CompiledTemplate {
     pub definition: TemplateDefinition,

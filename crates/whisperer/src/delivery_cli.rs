@@ -69,11 +69,7 @@ pub async fn template(command: TemplateCommand) -> anyhow::Result<()> {
             let text =
                 std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let compiled = TemplateDefinition::parse(&text).map_err(|e| {
-                let at = match (e.line, e.column) {
-                    (Some(l), Some(c)) => format!(" (line {l}, column {c})"),
-                    _ => String::new(),
-                };
-                anyhow::anyhow!("{}: invalid template: {}: {}{at}", file.display(), e.field, e.message)
+                anyhow::anyhow!("{}: invalid template: {}", file.display(), e.with_position())
             })?;
             let id = match id {
                 Some(id) => id,
