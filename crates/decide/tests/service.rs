@@ -49,41 +49,10 @@ async fn stores() -> Vec<(Arc<dyn Store>, Box<dyn std::any::Any>)> {
     let dir = tempfile::tempdir().unwrap();
     let mut out: Vec<(Arc<dyn Store>, Box<dyn std::any::Any>)> =
         vec![(Arc::new(SqliteStore::open(dir.path()).unwrap()), Box::new(dir))];
-    match std::env::var("WHISPERER_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => {
-            let schema = format!("t_{:016x}", rand::random::<u64>());
-            let store = whisperer_store_postgres::PgStore::connect_in_schema(&url, &schema).await.unwrap();
-            out.push((Arc::new(store), Box::new(DropSchema { url, schema })));
-        }
-        _ if std::env::var("WHISPERER_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("WHISPERER_REQUIRE_SERVICES=1 but WHISPERER_TEST_POSTGRES_URL is not set")
-        }
-        _ => eprintln!("PostgreSQL part skipped: WHISPERER_TEST_POSTGRES_URL is not set"),
+    if let Some((store, schema)) = whisperer_store_postgres::testing::fresh().await {
+        out.push((Arc::new(store), Box::new(schema)));
     }
     out
-}
-
-/// Drops a test schema when the test is done with it.
-struct DropSchema {
-    url: String,
-    schema: String,
-}
-
-impl Drop for DropSchema {
-    fn drop(&mut self) {
-        let (url, schema) = (self.url.clone(), self.schema.clone());
-        // Drop runs inside the test's runtime, which cannot block on a future: use a thread with
-        // a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async {
-                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
-                tokio::spawn(conn);
-                client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
-            });
-        })
-        .join();
-    }
 }
 
 #[tokio::test]

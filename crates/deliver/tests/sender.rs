@@ -87,12 +87,22 @@ struct World {
     ws: WorkspaceId,
     decisions: DecisionService,
     sender: Sender,
-    _dir: tempfile::TempDir,
+    _guard: Box<dyn std::any::Any>,
 }
 
 async fn world(providers: &str) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    world_on(store, providers, Box::new(dir)).await
+}
+
+/// The same world on PostgreSQL, when a test database is configured.
+async fn pg_world(providers: &str) -> Option<World> {
+    let (store, schema) = whisperer_store_postgres::testing::fresh().await?;
+    Some(world_on(Arc::new(store), providers, Box::new(schema)).await)
+}
+
+async fn world_on(store: Arc<dyn Store>, providers: &str, guard: Box<dyn std::any::Any>) -> World {
     let ws = Workspace { id: WorkspaceId::generate(), name: "deliver".into(), created_at: Millis::now() };
     store.create_workspace(&ws, &[]).await.unwrap();
     let ws = ws.id;
@@ -122,7 +132,7 @@ async fn world(providers: &str) -> World {
     let config = SenderConfig { lease: Duration::from_millis(300), ..SenderConfig::default() };
     let sender =
         Sender::new(store.clone(), composer, Arc::new(whisperer_deliver::InAppHub::default()), config);
-    World { store, ws, decisions, sender, _dir: dir }
+    World { store, ws, decisions, sender, _guard: guard }
 }
 
 impl World {
@@ -167,7 +177,16 @@ fn webhooks(urls: &[(&str, &str, bool)]) -> String {
 async fn a_decision_is_rendered_signed_and_delivered_through_the_backup_when_the_primary_is_down() {
     let (url, rx) = receiver().await;
     let down = closed_port().await;
-    let w = world(&webhooks(&[("primary", &down, true), ("backup", &url, true)])).await;
+    let config = webhooks(&[("primary", &down, true), ("backup", &url, true)]);
+    delivered_through_the_backup(world(&config).await, &rx).await;
+    let (url, rx) = receiver().await;
+    let config = webhooks(&[("primary", &down, true), ("backup", &url, true)]);
+    if let Some(w) = pg_world(&config).await {
+        delivered_through_the_backup(w, &rx).await;
+    }
+}
+
+async fn delivered_through_the_backup(w: World, rx: &Receiver) {
     let id = w.decide("ada", r#"{"name": "Ada", "locale": "de-AT"}"#).await;
 
     let round = w.sender.round(&w.ws).await.unwrap();

@@ -13,6 +13,7 @@ mod identity;
 mod messages;
 mod partitions;
 mod schema;
+pub mod testing;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
