@@ -103,6 +103,64 @@ pub enum SenderError {
     Llm(String),
 }
 
+/// Labels of a delivery result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ResultLabels {
+    pub channel: String,
+    /// The provider that took it or refused it last (empty when none was tried).
+    pub provider: String,
+    /// `sent`, `retry`, `failed` or `dead`.
+    pub outcome: String,
+    /// For anything but `sent`: the stable code (`compliance`, `no_recipient`,
+    /// `undeliverable`, `retrying`, `retries_exhausted`, `refused`, `outcome_unknown`, …).
+    pub reason: String,
+}
+
+/// What the sender exposes on `/metrics`.
+#[derive(Clone, Default)]
+pub struct SenderMetrics {
+    pub results: prometheus_client::metrics::family::Family<
+        ResultLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+impl SenderMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "whisperer_delivery_results",
+            "Outbox messages by channel, provider, outcome and reason",
+            self.results.clone(),
+        );
+    }
+
+    fn count(&self, channel: &str, update: &MessageUpdate) {
+        let outcome = match update.status {
+            MessageStatus::Sent => "sent",
+            MessageStatus::Queued => "retry",
+            MessageStatus::Failed => "failed",
+            MessageStatus::Dead => "dead",
+            MessageStatus::Sending => return,
+        };
+        let reason = match update.status {
+            MessageStatus::Sent => String::new(),
+            _ => update
+                .error
+                .as_deref()
+                .and_then(|e| serde_json::from_str::<Value>(e).ok())
+                .and_then(|e| e.get("code").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_default(),
+        };
+        let labels = ResultLabels {
+            channel: channel.to_owned(),
+            provider: update.provider.clone().unwrap_or_default(),
+            outcome: outcome.into(),
+            reason,
+        };
+        self.results.get_or_create(&labels).inc();
+    }
+}
+
 /// What one round did, for tests and logs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Round {
@@ -127,6 +185,7 @@ struct Inner {
     factory: Arc<dyn ProviderFactory>,
     config: SenderConfig,
     workspaces: tokio::sync::Mutex<HashMap<WorkspaceId, Arc<WorkspaceDelivery>>>,
+    metrics: SenderMetrics,
 }
 
 impl Sender {
@@ -136,7 +195,28 @@ impl Sender {
         factory: Arc<dyn ProviderFactory>,
         config: SenderConfig,
     ) -> Self {
-        Sender { inner: Arc::new(Inner { store, composer, factory, config, workspaces: Default::default() }) }
+        let inner = Inner {
+            store,
+            composer,
+            factory,
+            config,
+            workspaces: Default::default(),
+            metrics: Default::default(),
+        };
+        Sender { inner: Arc::new(inner) }
+    }
+
+    /// The same sender counting into `metrics` (already registered somewhere).
+    pub fn with_metrics(self, metrics: SenderMetrics) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner)
+            .unwrap_or_else(|_| panic!("with_metrics before the sender is shared"));
+        inner.metrics = metrics;
+        Sender { inner: Arc::new(inner) }
+    }
+
+    /// The sender's counters, to register where `/metrics` reads them.
+    pub fn metrics(&self) -> &SenderMetrics {
+        &self.inner.metrics
     }
 
     pub fn composer(&self) -> &Arc<Composer> {
@@ -263,6 +343,9 @@ impl Sender {
                 })
                 .collect();
             round.recovered = store.update_messages(ws, &updates).await? as usize;
+            for (m, u) in expired.iter().zip(&updates) {
+                self.inner.metrics.count(&m.channel, u);
+            }
         }
 
         let lease_until = Millis(now.0 + self.inner.config.lease.as_millis() as i64);
@@ -274,6 +357,8 @@ impl Sender {
         if claimed.is_empty() {
             return Ok(round);
         }
+        let channels: HashMap<String, String> =
+            claimed.iter().map(|m| (m.id.clone(), m.channel.clone())).collect();
         // Results are recorded as they come in (whatever is ready, up to a chunk), so a crash
         // mid-round leaves only the sends truly in flight with an unknown outcome.
         let mut results = std::pin::pin!(
@@ -286,6 +371,7 @@ impl Sender {
             let mut updates = Vec::with_capacity(chunk.len());
             let mut events = Vec::new();
             for (update, event) in chunk {
+                self.inner.metrics.count(channels.get(&update.id).map_or("", String::as_str), &update);
                 match update.status {
                     MessageStatus::Sent => round.sent += 1,
                     MessageStatus::Queued => round.retried += 1,

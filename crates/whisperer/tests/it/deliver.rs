@@ -249,6 +249,13 @@ async fn a_decision_becomes_an_email_whose_opens_clicks_and_unsubscribe_come_bac
     let body = decoded(raw);
     assert!(!body.contains("href=\"https://app.example/pricing\""), "links go through the redirect: {body}");
 
+    let metrics = api.http.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(
+            r#"whisperer_delivery_results_total{channel="email",provider="smtp",outcome="sent",reason=""} 1"#
+        ),
+        "{metrics}"
+    );
     let message = api.ok("GET", &format!("/v1/messages/{id}"), Value::Null).await;
     assert_eq!(
         (message["status"].as_str(), message["provider"].as_str()),
