@@ -53,8 +53,10 @@ pub struct SenderConfig {
 
 impl Default for SenderConfig {
     fn default() -> Self {
+        // A claim no larger than the sends in flight: a claimed message waiting for a free
+        // slot would also count as in flight if the sender died.
         SenderConfig {
-            batch: 256,
+            batch: 64,
             concurrency: 64,
             lease: Duration::from_secs(120),
             reload: Duration::from_secs(1),
@@ -351,7 +353,13 @@ impl Sender {
         let lease_until = Millis(now.0 + self.inner.config.lease.as_millis() as i64);
         // No more than the slowest route carries at once (an SMTP pool's connections): every
         // claimed message is then truly in flight.
-        let batch = self.inner.config.batch.min(delivery.router.capacity().unwrap_or(usize::MAX)).max(1);
+        let batch = self
+            .inner
+            .config
+            .batch
+            .min(self.inner.config.concurrency)
+            .min(delivery.router.capacity().unwrap_or(usize::MAX))
+            .max(1);
         let claimed = store.claim_messages(ws, now, lease_until, batch).await?;
         round.claimed = claimed.len();
         if claimed.is_empty() {
