@@ -68,16 +68,7 @@ pub fn error_from_transport(error: reqwest::Error) -> SendError {
     SendError::new(FailureKind::Transient, code, error.to_string())
 }
 
-/// `Retry-After`: delay in seconds, or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let delta = date.timestamp_millis() - chrono::Utc::now().timestamp_millis();
-    Some(Duration::from_millis(delta.max(0) as u64))
-}
+pub use whisperer_core::time::parse_retry_after;
 
 pub(crate) fn clip(text: &str, max_chars: usize) -> String {
     match text.char_indices().nth(max_chars) {
@@ -97,13 +88,6 @@ mod tests {
         assert_eq!(classify_status(408), FailureKind::Transient);
         assert_eq!(classify_status(401), FailureKind::Provider);
         assert_eq!(classify_status(400), FailureKind::Provider);
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon"), None);
     }
 
     #[test]

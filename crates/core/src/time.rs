@@ -121,6 +121,35 @@ pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
+/// An HTTP `Retry-After` value: delay seconds (fractions accepted, capped at a day) or an HTTP
+/// date (a date in the past means now). Every HTTP client of Whisperer reads it this way.
+pub fn parse_retry_after(value: &str) -> Option<std::time::Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0)
+            .then(|| std::time::Duration::from_secs_f64(seconds.min(86_400.0)));
+    }
+    let date = DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = date.timestamp_millis() - Utc::now().timestamp_millis();
+    Some(std::time::Duration::from_millis(delta.max(0) as u64))
+}
+
+#[cfg(test)]
+mod retry_after_tests {
+    use super::parse_retry_after;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_reads_seconds_fractions_and_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("999999999"), Some(Duration::from_secs(86_400)), "capped");
+        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-1"), None);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

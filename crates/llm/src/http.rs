@@ -249,17 +249,7 @@ pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Durati
     parse_retry_after(header("retry-after")?)
 }
 
-/// `Retry-After`: seconds (possibly fractional), or an HTTP date.
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<f64>() {
-        return (seconds.is_finite() && seconds >= 0.0)
-            .then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let delta = date.timestamp_millis() - chrono::Utc::now().timestamp_millis();
-    Some(Duration::from_millis(delta.max(0) as u64))
-}
+pub use whisperer_core::time::parse_retry_after;
 
 pub(crate) fn header_string(headers: &reqwest::header::HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
@@ -291,20 +281,6 @@ mod tests {
         for status in [400, 401, 403, 404, 409, 413, 422] {
             assert!(!classify_status(status).is_transient(), "{status}");
         }
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_fractions_and_dates() {
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("soon"), None);
-        assert_eq!(parse_retry_after("-1"), None);
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert("retry-after", "3".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(3)));
-        headers.insert("retry-after-ms", "250".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_millis(250)));
     }
 
     #[test]
