@@ -140,6 +140,16 @@ impl DeliveryConfig {
         if let Some(base) = &config.tracking.base_url {
             whisperer_channels::http::base_url("tracking.base_url", base)?;
         }
+        if let Some(key) = &config.callbacks.sendgrid_verification_key {
+            use base64::Engine;
+            let der = base64::engine::general_purpose::STANDARD.decode(key.trim()).unwrap_or_default();
+            if whisperer_channels::email::sendgrid::p256_point_from_spki(&der).is_none() {
+                return Err(ConfigError::new(
+                    "callbacks.sendgrid_verification_key",
+                    "not a base64 P-256 public key as SendGrid shows it (SPKI DER)",
+                ));
+            }
+        }
         Ok(config)
     }
 
@@ -273,6 +283,9 @@ mod tests {
         assert_eq!(e.field, "channels.fax");
         let e = DeliveryConfig::parse(r#"{"tracking": {"base_url": "ftp://x"}}"#).unwrap_err();
         assert_eq!(e.field, "tracking.base_url");
+        let e = DeliveryConfig::parse(r#"{"callbacks": {"sendgrid_verification_key": "bm90IGEga2V5"}}"#)
+            .unwrap_err();
+        assert_eq!(e.field, "callbacks.sendgrid_verification_key");
         let two = r#"{"type": "webhook", "url": "http://127.0.0.1:9/h", "secret": "0123456789abcdef"}"#;
         let e = DeliveryConfig::parse(&format!(
             r#"{{"channels": {{"webhook": {{"providers": [{two}, {two}]}}}}}}"#
