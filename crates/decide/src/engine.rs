@@ -122,35 +122,8 @@ pub struct Outcome {
     pub value: Option<f64>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutcomeKind {
-    /// The goal event arrived within the window.
-    Converted,
-    /// The window closed without it.
-    Failed,
-    Delivered,
-    Opened,
-    Clicked,
-}
-
-impl OutcomeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeKind::Converted => "converted",
-            OutcomeKind::Failed => "failed",
-            OutcomeKind::Delivered => "delivered",
-            OutcomeKind::Opened => "opened",
-            OutcomeKind::Clicked => "clicked",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Converted, Self::Failed, Self::Delivered, Self::Opened, Self::Clicked]
-            .into_iter()
-            .find(|x| x.as_str() == s)
-    }
-}
+/// Outcome kinds are the store's: the engine attributes them, the store records them.
+pub use whisperer_store::OutcomeKind;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum OpenState {

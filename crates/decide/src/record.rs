@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use whisperer_core::{Channel, Millis};
 use whisperer_store::{DecisionRecord, MessageRecord, MessageStatus, OutcomeUpdate};
 
-use crate::engine::{Decision, DecisionStatus, Explanation, Outcome, OutcomeKind};
+use crate::engine::{Decision, DecisionStatus, Explanation, Outcome};
 
 /// A decision as the audit trail stores it: the indexed fields as columns, the rest as JSON.
 pub fn to_record(d: &Decision) -> DecisionRecord {
@@ -126,16 +126,9 @@ pub fn from_record(r: &DecisionRecord) -> Option<Decision> {
 }
 
 pub fn to_update(o: &Outcome) -> OutcomeUpdate {
-    use whisperer_store::OutcomeKind as K;
     OutcomeUpdate {
         decision: o.decision.clone(),
-        kind: match o.kind {
-            OutcomeKind::Converted => K::Converted,
-            OutcomeKind::Failed => K::Failed,
-            OutcomeKind::Delivered => K::Delivered,
-            OutcomeKind::Opened => K::Opened,
-            OutcomeKind::Clicked => K::Clicked,
-        },
+        kind: o.kind,
         at: Millis(o.at),
         value: o.value,
     }

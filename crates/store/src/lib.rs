@@ -349,7 +349,8 @@ pub struct DecisionQuery {
 }
 
 /// What happened after a decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum OutcomeKind {
     /// The goal was reached (overrides an earlier `Failed`: a late conversion).
     Converted,
@@ -359,6 +360,25 @@ pub enum OutcomeKind {
     Delivered,
     Opened,
     Clicked,
+}
+
+impl OutcomeKind {
+    pub const ALL: [OutcomeKind; 5] =
+        [OutcomeKind::Converted, OutcomeKind::Failed, OutcomeKind::Delivered, OutcomeKind::Opened, OutcomeKind::Clicked];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutcomeKind::Converted => "converted",
+            OutcomeKind::Failed => "failed",
+            OutcomeKind::Delivered => "delivered",
+            OutcomeKind::Opened => "opened",
+            OutcomeKind::Clicked => "clicked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        OutcomeKind::ALL.into_iter().find(|x| x.as_str() == s)
+    }
 }
 
 /// An outcome to record on a decision.
