@@ -14,7 +14,7 @@ use whisperer_decide::{CampaignSpec, Decision, FATIGUE_SETTING, FatigueRules};
 use whisperer_store::{CampaignRecord, DecisionQuery, DecisionRecord};
 
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, decode_time_cursor, page_limit, read_body, secret_caller};
+use crate::{AppState, decode_time_cursor, page_limit, path_param, query_params, read_body, secret_caller};
 
 /// Largest campaign definition or decide request.
 const MAX_BODY: usize = 64 * 1024;
@@ -147,9 +147,7 @@ pub async fn get_decisions(
     query: Result<Query<DecisionsQuery>, QueryRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let caller = secret_caller(&state, &headers).await?;
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
-    })?;
+    let q = query_params(query)?;
     let param = |m: String| ApiError::new(ErrorCode::InvalidParameter, m);
     let limit = page_limit(q.limit.as_deref(), DEFAULT_PAGE)?;
     let time = |name: &str, v: &Option<String>| {
@@ -188,12 +186,6 @@ pub async fn get_decisions(
     })))
 }
 
-fn campaign_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    path.map(|Path(id)| id).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("campaign id in the path: {}", e.body_text()))
-    })
-}
-
 /// `GET /v1/campaigns`.
 pub async fn get_campaigns(
     State(state): State<AppState>,
@@ -211,7 +203,7 @@ pub async fn get_campaign(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let caller = secret_caller(&state, &headers).await?;
-    let id = campaign_id(path)?;
+    let id = path_param("campaign id", path)?;
     let record = state.inner.store.campaign(&caller.workspace, &id, None).await?.ok_or_else(|| {
         ApiError::new(ErrorCode::CampaignNotFound, format!("no campaign {id:?} in this workspace"))
     })?;
@@ -226,7 +218,7 @@ pub async fn put_campaign(
 ) -> Result<axum::Json<Value>, ApiError> {
     let (parts, body) = request.into_parts();
     let caller = secret_caller(&state, &parts.headers).await?;
-    let id = campaign_id(path)?;
+    let id = path_param("campaign id", path)?;
     let body = read_body(body, MAX_BODY, &parts.headers).await?;
     let text =
         std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::InvalidUtf8, "body is not UTF-8"))?;
@@ -257,10 +249,8 @@ pub async fn get_experiment(
 ) -> Result<axum::Json<Value>, ApiError> {
     use whisperer_decide::report::{CampaignReportError, campaign_report};
     let caller = secret_caller(&state, &headers).await?;
-    let id = campaign_id(path)?;
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
-    })?;
+    let id = path_param("campaign id", path)?;
+    let q = query_params(query)?;
     let confidence = match q.confidence.as_deref() {
         None => 0.95,
         Some(t) => t.parse::<f64>().map_err(|_| {

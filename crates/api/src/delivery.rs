@@ -29,7 +29,7 @@ use whisperer_store::{
 };
 
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, decode_time_cursor, page_limit, read_body, secret_caller};
+use crate::{AppState, decode_time_cursor, page_limit, path_param, query_params, read_body, secret_caller};
 
 const MAX_BODY: usize = 1 << 20;
 /// SendGrid posts batches of up to about a thousand events.
@@ -40,12 +40,6 @@ const INBOX_MAX: usize = 1_000;
 
 fn iso(m: Millis) -> String {
     m.to_rfc3339()
-}
-
-fn path_id(what: &str, path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    path.map(|Path(id)| id).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("{what} in the path: {}", e.body_text()))
-    })
 }
 
 fn template_json(r: &DefinitionRecord) -> Value {
@@ -81,10 +75,8 @@ pub async fn get_template(
     query: Result<Query<VersionQuery>, QueryRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let caller = secret_caller(&state, &headers).await?;
-    let id = path_id("template id", path)?;
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
-    })?;
+    let id = path_param("template id", path)?;
+    let q = query_params(query)?;
     let version = q
         .version
         .as_deref()
@@ -122,7 +114,7 @@ pub async fn put_template(
 ) -> Result<axum::Json<Value>, ApiError> {
     let (parts, body) = request.into_parts();
     let caller = secret_caller(&state, &parts.headers).await?;
-    let id = path_id("template id", path)?;
+    let id = path_param("template id", path)?;
     if !valid_id(&id) {
         return Err(ApiError::new(
             ErrorCode::InvalidParameter,
@@ -160,7 +152,7 @@ pub async fn post_preview(
 ) -> Result<axum::Json<Value>, ApiError> {
     let (parts, body) = request.into_parts();
     let caller = secret_caller(&state, &parts.headers).await?;
-    let id = path_id("template id", path)?;
+    let id = path_param("template id", path)?;
     let body = read_body(body, MAX_BODY, &parts.headers).await?;
     let body: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("body is not JSON: {e}")))?;
@@ -415,9 +407,7 @@ pub async fn get_messages(
     query: Result<Query<MessagesQuery>, QueryRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let caller = secret_caller(&state, &headers).await?;
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
-    })?;
+    let q = query_params(query)?;
     let param = |m: String| ApiError::new(ErrorCode::InvalidParameter, m);
     let limit = page_limit(q.limit.as_deref(), DEFAULT_PAGE)?;
     let status = q
@@ -464,7 +454,7 @@ pub async fn get_message(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let caller = secret_caller(&state, &headers).await?;
-    let id = path_id("message id", path)?;
+    let id = path_param("message id", path)?;
     let m = state.inner.store.message(&caller.workspace, &id).await?.ok_or_else(|| not_found_message(&id))?;
     Ok(axum::Json(message_json(&m)))
 }
@@ -480,7 +470,7 @@ pub async fn post_redrive(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
     let caller = secret_caller(&state, &headers).await?;
-    let id = path_id("message id", path)?;
+    let id = path_param("message id", path)?;
     let store = &state.inner.store;
     let m = store.message(&caller.workspace, &id).await?.ok_or_else(|| not_found_message(&id))?;
     let now = Millis::now();
@@ -560,7 +550,7 @@ pub async fn track_click(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let token = path_id("token", path)?;
+    let token = path_param("token", path)?;
     let (ws, claims) = verify_link(&state, &token).await.ok_or_else(invalid_link)?;
     let target = claims.l.clone().ok_or_else(invalid_link)?;
     if let Err(e) = record_link_event(&state, &ws, &claims, DeliveryStatus::Clicked).await {
@@ -581,7 +571,7 @@ pub async fn get_unsubscribe(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let token = path_id("token", path)?;
+    let token = path_param("token", path)?;
     verify_link(&state, &token).await.ok_or_else(invalid_link)?;
     let page = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Unsubscribe</title></head><body>\
@@ -596,7 +586,7 @@ pub async fn post_unsubscribe(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let token = path_id("token", path)?;
+    let token = path_param("token", path)?;
     let (ws, claims) = verify_link(&state, &token).await.ok_or_else(invalid_link)?;
     // Answered 200 only once the unsubscribe is stored: an error makes the mail client retry.
     record_link_event(&state, &ws, &claims, DeliveryStatus::Unsubscribed).await?;
@@ -611,7 +601,7 @@ async fn callback_workspace(
     state: &AppState,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<(WorkspaceId, DeliveryConfig), ApiError> {
-    let id = path_id("workspace id", path)?;
+    let id = path_param("workspace id", path)?;
     let not_found = || ApiError::new(ErrorCode::RouteNotFound, "no such route");
     let ws = WorkspaceId::parse(&id).map_err(|_| not_found())?;
     state.inner.store.workspace(&ws).await?.ok_or_else(not_found)?;
@@ -756,9 +746,7 @@ pub async fn get_inbox(
     headers: HeaderMap,
     query: Result<Query<InboxQuery>, QueryRejection>,
 ) -> Result<axum::Json<Value>, ApiError> {
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
-    })?;
+    let q = query_params(query)?;
     let (ws, user_id) = inbox_owner(&state, &headers, &q).await?;
     let Some(person) = state.inner.store.find_person(&ws, IdKind::User, &user_id).await? else {
         return Ok(axum::Json(json!({"messages": []})));
@@ -809,9 +797,7 @@ pub async fn post_inbox_seen(
     request: Request,
 ) -> Result<axum::Json<Value>, ApiError> {
     let (parts, body) = request.into_parts();
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
-    })?;
+    let q = query_params(query)?;
     let (ws, user_id) = inbox_owner(&state, &parts.headers, &q).await?;
     let body = read_body(body, MAX_BODY, &parts.headers).await?;
     let bad = |m: String| ApiError::new(ErrorCode::InvalidParameter, m);
@@ -859,9 +845,7 @@ pub async fn get_inbox_stream(
     headers: HeaderMap,
     query: Result<Query<InboxQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
-    })?;
+    let q = query_params(query)?;
     let (ws, user_id) = inbox_owner(&state, &headers, &q).await?;
     let mut rx = state.inner.inbox.subscribe();
     let ws = ws.as_str().to_owned();
@@ -950,7 +934,7 @@ pub async fn post_variants(
 ) -> Result<axum::Json<Value>, ApiError> {
     let (parts, body) = request.into_parts();
     let caller = secret_caller(&state, &parts.headers).await?;
-    let id = path_id("template id", path)?;
+    let id = path_param("template id", path)?;
     if !valid_id(&id) || id.len() > 120 {
         return Err(ApiError::new(
             ErrorCode::InvalidParameter,

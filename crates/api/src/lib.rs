@@ -385,11 +385,19 @@ async fn secret_caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, 
     state.inner.keys.authenticate(key.as_deref(), KeyKind::Secret).await
 }
 
-/// The user id of the path, or the API's error instead of axum's plain-text one.
-fn path_user(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    path.map(|Path(user)| user).map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("user id in the path: {}", e.body_text()))
+/// A path segment (`what` names it in the error), or the API's error instead of axum's
+/// plain-text one.
+fn path_param(what: &str, path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(value)| value).map_err(|e| {
+        ApiError::new(ErrorCode::InvalidParameter, format!("{what} in the path: {}", e.body_text()))
     })
+}
+
+/// The query string's parameters, or the API's error instead of axum's plain-text one.
+fn query_params<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text())))
 }
 
 async fn get_user(
@@ -398,7 +406,7 @@ async fn get_user(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let caller = secret_caller(&state, &headers).await?;
-    let user_id = path_user(path)?;
+    let user_id = path_param("user id", path)?;
     let store = &state.inner.store;
     let person = store.find_person(&caller.workspace, IdKind::User, &user_id).await?.ok_or_else(|| {
         ApiError::new(ErrorCode::UserNotFound, format!("no user {user_id:?} in this workspace"))
@@ -468,10 +476,8 @@ async fn get_user_events(
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let caller = secret_caller(&state, &headers).await?;
-    let user_id = path_user(path)?;
-    let Query(query) = query.map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
-    })?;
+    let user_id = path_param("user id", path)?;
+    let query = query_params(query)?;
     let limit = page_limit(query.limit.as_deref(), DEFAULT_PAGE)?;
     let before = query.cursor.as_deref().map(views::decode_cursor).transpose()?;
     let store = &state.inner.store;
@@ -500,9 +506,7 @@ async fn get_cohort_retention(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     use whisperer_cohorts::CohortError;
     let caller = secret_caller(&state, &headers).await?;
-    let Query(params) = query.map_err(|e| {
-        ApiError::new(ErrorCode::InvalidParameter, format!("query string: {}", e.body_text()))
-    })?;
+    let params = query_params(query)?;
     let to_api = |e: CohortError| match e {
         CohortError::InvalidQuery(message) => ApiError::new(ErrorCode::InvalidParameter, message),
         CohortError::Store(e) => ApiError::from(e),
