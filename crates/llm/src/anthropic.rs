@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{ConfigError, FailureKind, ProviderError};
-use crate::http::{self, EnvLookup, Pricing, RetryPolicy};
-use crate::openai::{defaults, timeout};
+use crate::http::{self, ConnectionFields, Endpoint, EnvLookup, Pricing, RetryPolicy};
+use crate::openai::defaults;
 use crate::provider::{Completion, CompletionRequest, Provider, Usage};
 
 /// The official endpoint; `/v1/messages` is appended.
@@ -88,45 +88,32 @@ impl AnthropicConfig {
 
     /// [`build`](Self::build) with the environment given.
     pub fn build_with_env(&self, env: EnvLookup<'_>) -> Result<Anthropic, ConfigError> {
-        let base_url = http::base_url(&format!("{PREFIX}.base_url"), &self.base_url)?;
-        let model = self.model.trim();
-        if model.is_empty() {
-            return Err(ConfigError::new(format!("{PREFIX}.model"), "must not be empty"));
-        }
-        let official = base_url == ANTHROPIC_BASE_URL;
-        let api_key =
-            http::api_key(PREFIX, self.api_key.as_deref(), self.api_key_env.as_deref(), official, env)?;
-        let timeout = timeout(PREFIX, self.timeout_ms)?;
-        let policy =
-            RetryPolicy::from_config(PREFIX, self.max_retries, self.backoff_base_ms, self.backoff_max_ms)?;
-        let pricing =
-            Pricing::from_usd_per_1k(PREFIX, self.usd_per_1k_input_tokens, self.usd_per_1k_output_tokens)?;
-        Ok(Anthropic {
-            client: http::client(PREFIX, timeout)?,
-            url: format!("{base_url}/v1/messages"),
-            api_key,
-            model: model.to_string(),
-            pricing,
-            policy,
-        })
+        let fields = ConnectionFields {
+            base_url: &self.base_url,
+            model: &self.model,
+            api_key: self.api_key.as_deref(),
+            api_key_env: self.api_key_env.as_deref(),
+            timeout_ms: self.timeout_ms,
+            max_retries: self.max_retries,
+            backoff_base_ms: self.backoff_base_ms,
+            backoff_max_ms: self.backoff_max_ms,
+            usd_per_1k_input_tokens: self.usd_per_1k_input_tokens,
+            usd_per_1k_output_tokens: self.usd_per_1k_output_tokens,
+        };
+        Ok(Anthropic { endpoint: Endpoint::build(PREFIX, ANTHROPIC_BASE_URL, "/v1/messages", fields, env)? })
     }
 }
 
 /// A Messages API client for one model.
 pub struct Anthropic {
-    client: reqwest::Client,
-    url: String,
-    api_key: Option<String>,
-    model: String,
-    pricing: Pricing,
-    policy: RetryPolicy,
+    endpoint: Endpoint,
 }
 
 impl std::fmt::Debug for Anthropic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Anthropic")
-            .field("url", &self.url)
-            .field("model", &self.model)
+            .field("url", &self.endpoint.url)
+            .field("model", &self.endpoint.model)
             .finish_non_exhaustive()
     }
 }
@@ -158,7 +145,7 @@ struct MessageUsage {
 impl Anthropic {
     fn body(&self, request: &CompletionRequest) -> Value {
         let mut body = json!({
-            "model": self.model,
+            "model": self.endpoint.model,
             "max_tokens": request.max_tokens,
             "messages": [{"role": "user", "content": request.user}],
             "temperature": request.temperature,
@@ -189,7 +176,7 @@ impl Anthropic {
                 output_tokens: answer.usage.output_tokens,
             },
             stop_reason: answer.stop_reason,
-            model: answer.model.unwrap_or_else(|| self.model.clone()),
+            model: answer.model.unwrap_or_else(|| self.endpoint.model.clone()),
         })
     }
 }
@@ -248,15 +235,15 @@ impl Provider for Anthropic {
     }
 
     fn model(&self) -> &str {
-        &self.model
+        &self.endpoint.model
     }
 
     fn pricing(&self) -> Pricing {
-        self.pricing
+        self.endpoint.pricing
     }
 
     fn retry_policy(&self) -> RetryPolicy {
-        self.policy
+        self.endpoint.policy
     }
 
     fn max_choices(&self) -> u32 {
@@ -270,21 +257,15 @@ impl Provider for Anthropic {
                 format!("the messages api returns one answer per call, asked for n = {}", request.n),
             ));
         }
-        let mut call = self
-            .client
-            .post(&self.url)
-            .header("anthropic-version", ANTHROPIC_VERSION)
-            .json(&self.body(request));
-        if let Some(key) = &self.api_key {
-            call = call.header("x-api-key", key);
-        }
-        let response = call.send().await.map_err(http::transport_error)?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.map_err(http::transport_error)?;
-        if !(200..300).contains(&status) {
-            return Err(error_from_body(status, &headers, &text));
-        }
+        let body = self.body(request);
+        let text = self
+            .endpoint
+            .post(
+                &body,
+                |call, key| call.header("anthropic-version", ANTHROPIC_VERSION).header("x-api-key", key),
+                error_from_body,
+            )
+            .await?;
         self.parse_success(&text)
     }
 }
@@ -309,8 +290,8 @@ mod tests {
         config.api_key_env = Some("ANTHROPIC_KEY".into());
         let env = |n: &str| (n == "ANTHROPIC_KEY").then(|| "sk-ant".to_string());
         let built = config.build_with_env(&env).unwrap();
-        assert_eq!(built.url, "https://api.anthropic.com/v1/messages");
-        assert_eq!(built.api_key.as_deref(), Some("sk-ant"));
+        assert_eq!(built.endpoint.url, "https://api.anthropic.com/v1/messages");
+        assert_eq!(built.endpoint.api_key.as_deref(), Some("sk-ant"));
         config.max_retries = 11;
         assert_eq!(config.build_with_env(&env).unwrap_err().field, "llm.anthropic.max_retries");
     }

@@ -37,6 +37,85 @@ pub(crate) fn base_url(field: &str, value: &str) -> Result<String, ConfigError> 
 /// Reads an environment variable; injected so tests need not touch the process environment.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// The connection settings every provider's config has, borrowed for [`Endpoint::build`].
+pub(crate) struct ConnectionFields<'a> {
+    pub base_url: &'a str,
+    pub model: &'a str,
+    pub api_key: Option<&'a str>,
+    pub api_key_env: Option<&'a str>,
+    pub timeout_ms: u64,
+    pub max_retries: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub usd_per_1k_input_tokens: f64,
+    pub usd_per_1k_output_tokens: f64,
+}
+
+/// A checked provider endpoint: what every provider is made of besides its wire format.
+pub(crate) struct Endpoint {
+    client: reqwest::Client,
+    pub url: String,
+    pub api_key: Option<String>,
+    pub model: String,
+    pub pricing: Pricing,
+    pub policy: RetryPolicy,
+}
+
+impl Endpoint {
+    /// Checks the connection settings of the config at `prefix` (`llm.openai`) and makes the
+    /// endpoint `{base_url}{path}`; a key is required only at `official_base`.
+    pub(crate) fn build(
+        prefix: &str,
+        official_base: &str,
+        path: &str,
+        f: ConnectionFields<'_>,
+        env: EnvLookup<'_>,
+    ) -> Result<Endpoint, ConfigError> {
+        let base_url = base_url(&format!("{prefix}.base_url"), f.base_url)?;
+        let model = f.model.trim();
+        if model.is_empty() {
+            return Err(ConfigError::new(format!("{prefix}.model"), "must not be empty"));
+        }
+        let api_key = api_key(prefix, f.api_key, f.api_key_env, base_url == official_base, env)?;
+        if !(1..=600_000).contains(&f.timeout_ms) {
+            return Err(ConfigError::new(format!("{prefix}.timeout_ms"), "must be between 1 and 600000"));
+        }
+        let policy = RetryPolicy::from_config(prefix, f.max_retries, f.backoff_base_ms, f.backoff_max_ms)?;
+        let pricing =
+            Pricing::from_usd_per_1k(prefix, f.usd_per_1k_input_tokens, f.usd_per_1k_output_tokens)?;
+        Ok(Endpoint {
+            client: client(prefix, Duration::from_millis(f.timeout_ms))?,
+            url: format!("{base_url}{path}"),
+            api_key,
+            model: model.to_string(),
+            pricing,
+            policy,
+        })
+    }
+
+    /// POSTs `body`, the key sent the provider's way (`authorize`); the text of a 2xx answer,
+    /// else the provider's error as `error_from_body` reads it.
+    pub(crate) async fn post(
+        &self,
+        body: &serde_json::Value,
+        authorize: impl FnOnce(reqwest::RequestBuilder, &str) -> reqwest::RequestBuilder,
+        error_from_body: fn(u16, &reqwest::header::HeaderMap, &str) -> ProviderError,
+    ) -> Result<String, ProviderError> {
+        let mut call = self.client.post(&self.url).json(body);
+        if let Some(key) = &self.api_key {
+            call = authorize(call, key);
+        }
+        let response = call.send().await.map_err(transport_error)?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(transport_error)?;
+        if !(200..300).contains(&status) {
+            return Err(error_from_body(status, &headers, &text));
+        }
+        Ok(text)
+    }
+}
+
 /// The process environment, for [`EnvLookup`].
 pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()

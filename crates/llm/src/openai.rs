@@ -1,14 +1,12 @@
 //! OpenAI Chat Completions (`POST {base_url}/chat/completions`), and every server that speaks
 //! it: Ollama, vLLM, LM Studio, llama.cpp's server, gateways.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::{ConfigError, FailureKind, ProviderError};
-use crate::http::{self, EnvLookup, Pricing, RetryPolicy};
+use crate::http::{self, ConnectionFields, Endpoint, EnvLookup, Pricing, RetryPolicy};
 use crate::provider::{Completion, CompletionRequest, Provider, Usage};
 use crate::tokens::estimate_tokens;
 
@@ -127,52 +125,37 @@ impl OpenAiConfig {
 
     /// [`build`](Self::build) with the environment given.
     pub fn build_with_env(&self, env: EnvLookup<'_>) -> Result<OpenAi, ConfigError> {
-        let base_url = http::base_url(&format!("{PREFIX}.base_url"), &self.base_url)?;
-        let model = self.model.trim();
-        if model.is_empty() {
-            return Err(ConfigError::new(format!("{PREFIX}.model"), "must not be empty"));
-        }
-        let official = base_url == OPENAI_BASE_URL;
-        let api_key =
-            http::api_key(PREFIX, self.api_key.as_deref(), self.api_key_env.as_deref(), official, env)?;
-        let timeout = timeout(PREFIX, self.timeout_ms)?;
-        let policy =
-            RetryPolicy::from_config(PREFIX, self.max_retries, self.backoff_base_ms, self.backoff_max_ms)?;
-        let pricing =
-            Pricing::from_usd_per_1k(PREFIX, self.usd_per_1k_input_tokens, self.usd_per_1k_output_tokens)?;
+        let fields = ConnectionFields {
+            base_url: &self.base_url,
+            model: &self.model,
+            api_key: self.api_key.as_deref(),
+            api_key_env: self.api_key_env.as_deref(),
+            timeout_ms: self.timeout_ms,
+            max_retries: self.max_retries,
+            backoff_base_ms: self.backoff_base_ms,
+            backoff_max_ms: self.backoff_max_ms,
+            usd_per_1k_input_tokens: self.usd_per_1k_input_tokens,
+            usd_per_1k_output_tokens: self.usd_per_1k_output_tokens,
+        };
         Ok(OpenAi {
-            client: http::client(PREFIX, timeout)?,
-            url: format!("{base_url}/chat/completions"),
-            api_key,
-            model: model.to_string(),
-            pricing,
-            policy,
+            endpoint: Endpoint::build(PREFIX, OPENAI_BASE_URL, "/chat/completions", fields, env)?,
             max_tokens_field: self.max_tokens_field,
         })
     }
 }
 
-pub(crate) fn timeout(prefix: &str, ms: u64) -> Result<Duration, ConfigError> {
-    if !(1..=600_000).contains(&ms) {
-        return Err(ConfigError::new(format!("{prefix}.timeout_ms"), "must be between 1 and 600000"));
-    }
-    Ok(Duration::from_millis(ms))
-}
-
 /// A Chat Completions client for one model.
 pub struct OpenAi {
-    client: reqwest::Client,
-    url: String,
-    api_key: Option<String>,
-    model: String,
-    pricing: Pricing,
-    policy: RetryPolicy,
+    endpoint: Endpoint,
     max_tokens_field: MaxTokensField,
 }
 
 impl std::fmt::Debug for OpenAi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OpenAi").field("url", &self.url).field("model", &self.model).finish_non_exhaustive()
+        f.debug_struct("OpenAi")
+            .field("url", &self.endpoint.url)
+            .field("model", &self.endpoint.model)
+            .finish_non_exhaustive()
     }
 }
 
@@ -216,7 +199,7 @@ impl OpenAi {
         }
         messages.push(json!({"role": "user", "content": request.user}));
         let mut body = json!({
-            "model": self.model,
+            "model": self.endpoint.model,
             "messages": messages,
             "temperature": request.temperature,
             "n": request.n,
@@ -263,7 +246,7 @@ impl OpenAi {
             texts,
             usage,
             stop_reason,
-            model: answer.model.unwrap_or_else(|| self.model.clone()),
+            model: answer.model.unwrap_or_else(|| self.endpoint.model.clone()),
         })
     }
 }
@@ -307,29 +290,20 @@ impl Provider for OpenAi {
     }
 
     fn model(&self) -> &str {
-        &self.model
+        &self.endpoint.model
     }
 
     fn pricing(&self) -> Pricing {
-        self.pricing
+        self.endpoint.pricing
     }
 
     fn retry_policy(&self) -> RetryPolicy {
-        self.policy
+        self.endpoint.policy
     }
 
     async fn send(&self, request: &CompletionRequest) -> Result<Completion, ProviderError> {
-        let mut call = self.client.post(&self.url).json(&self.body(request));
-        if let Some(key) = &self.api_key {
-            call = call.bearer_auth(key);
-        }
-        let response = call.send().await.map_err(http::transport_error)?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let text = response.text().await.map_err(http::transport_error)?;
-        if !(200..300).contains(&status) {
-            return Err(error_from_body(status, &headers, &text));
-        }
+        let body = self.body(request);
+        let text = self.endpoint.post(&body, |call, key| call.bearer_auth(key), error_from_body).await?;
         self.parse_success(request, &text)
     }
 }
@@ -355,7 +329,7 @@ mod tests {
         assert_eq!(config.build_with_env(&no_env).unwrap_err().field, "llm.openai.api_key");
         config.base_url = "http://127.0.0.1:11434/v1/".into();
         let local = config.build_with_env(&no_env).expect("a local server takes no key");
-        assert_eq!(local.url, "http://127.0.0.1:11434/v1/chat/completions");
+        assert_eq!(local.endpoint.url, "http://127.0.0.1:11434/v1/chat/completions");
         config.timeout_ms = 0;
         assert_eq!(config.build_with_env(&no_env).unwrap_err().field, "llm.openai.timeout_ms");
         config.timeout_ms = 1000;
