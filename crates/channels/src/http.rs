@@ -70,12 +70,7 @@ pub fn error_from_transport(error: reqwest::Error) -> SendError {
 
 pub use whisperer_core::time::parse_retry_after;
 
-pub(crate) fn clip(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
-    }
-}
+pub(crate) use whisperer_core::text::clip;
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod event;
 pub mod identity;
 pub mod keys;
+pub mod text;
 pub mod time;
 pub mod tracking_plan;
 pub mod workspace;

@@ -334,12 +334,7 @@ pub(crate) fn header_string(headers: &reqwest::header::HeaderMap, name: &str) ->
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-pub(crate) fn clip(text: &str, max_chars: usize) -> String {
-    match text.char_indices().nth(max_chars) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
-    }
-}
+pub(crate) use whisperer_core::text::clip;
 
 #[cfg(test)]
 mod tests {
