@@ -143,14 +143,7 @@ impl AppState {
     /// The same state with the outbox sender paced by `config` (before the state is shared).
     pub fn with_sender_config(mut self, config: whisperer_deliver::SenderConfig) -> Self {
         let inner = Arc::get_mut(&mut self.inner).expect("configured before it is shared");
-        let metrics = inner.sender.metrics().clone();
-        inner.sender = whisperer_deliver::Sender::new(
-            inner.store.clone(),
-            inner.sender.composer().clone(),
-            Arc::new(inner.inbox.clone()),
-            config,
-        )
-        .with_metrics(metrics);
+        inner.sender = inner.sender.reconfigured(config);
         self
     }
 

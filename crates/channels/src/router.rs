@@ -90,6 +90,13 @@ impl CircuitBreaker {
         };
     }
 
+    /// Gives back a half-open probe that was not used, so the next send may probe.
+    fn release_probe(&mut self, now: Instant) {
+        if self.state == BreakerState::HalfOpen {
+            self.state = BreakerState::Open { until: now };
+        }
+    }
+
     pub fn status(&self) -> BreakerStatus {
         match self.state {
             BreakerState::Closed { .. } => BreakerStatus::Closed,
@@ -350,15 +357,6 @@ impl Router {
             Outcome::Retry { after: retry_after.unwrap_or_default(), tries }
         } else {
             Outcome::Refused { tries }
-        }
-    }
-}
-
-impl CircuitBreaker {
-    /// Gives back a half-open probe that was not used, so the next send may probe.
-    fn release_probe(&mut self, now: Instant) {
-        if self.state == BreakerState::HalfOpen {
-            self.state = BreakerState::Open { until: now };
         }
     }
 }

@@ -208,11 +208,16 @@ impl Sender {
         Sender { inner: Arc::new(inner) }
     }
 
-    /// The same sender counting into `metrics` (already registered somewhere).
-    pub fn with_metrics(self, metrics: SenderMetrics) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner)
-            .unwrap_or_else(|_| panic!("with_metrics before the sender is shared"));
-        inner.metrics = metrics;
+    /// A sender like this one (same store, composer, providers and counters) paced by `config`.
+    pub fn reconfigured(&self, config: SenderConfig) -> Sender {
+        let inner = Inner {
+            store: self.inner.store.clone(),
+            composer: self.inner.composer.clone(),
+            factory: self.inner.factory.clone(),
+            config,
+            workspaces: Default::default(),
+            metrics: self.inner.metrics.clone(),
+        };
         Sender { inner: Arc::new(inner) }
     }
 
