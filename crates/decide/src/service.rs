@@ -210,14 +210,7 @@ impl DecisionService {
                     Some(p) => (p.id, true),
                     None => (unknown_person(user_id), false),
                 };
-                let mut traits = Map::new();
-                if known {
-                    for t in store.identify_traits(ws, person).await? {
-                        if let Value::Object(t) = t {
-                            traits.extend(t);
-                        }
-                    }
-                }
+                let traits = if known { store.merged_traits(ws, person).await? } else { Map::new() };
                 let entry = (person, known, Arc::new(traits));
                 let mut state = slot.lock().expect("lock");
                 if state.users.len() >= USER_CACHE {

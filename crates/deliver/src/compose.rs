@@ -172,12 +172,7 @@ impl Composer {
     /// What is known of a user now: ids, merged traits, live features and scores.
     pub async fn user(&self, ws: &WorkspaceId, person: PersonId) -> Result<Option<UserData>, ComposeError> {
         let Some(found) = self.store.person(ws, person).await? else { return Ok(None) };
-        let mut traits = Map::new();
-        for t in self.store.identify_traits(ws, person).await? {
-            if let Value::Object(t) = t {
-                traits.extend(t);
-            }
-        }
+        let traits = self.store.merged_traits(ws, person).await?;
         // Without a locale trait, what the user's device said last (Segment's `context.locale`).
         let context_locale = if whisperer_templates::user_locale(&traits, None).is_none() {
             self.store.person_events(ws, person, None, 1).await?.first().and_then(|e| {

@@ -363,8 +363,13 @@ pub enum OutcomeKind {
 }
 
 impl OutcomeKind {
-    pub const ALL: [OutcomeKind; 5] =
-        [OutcomeKind::Converted, OutcomeKind::Failed, OutcomeKind::Delivered, OutcomeKind::Opened, OutcomeKind::Clicked];
+    pub const ALL: [OutcomeKind; 5] = [
+        OutcomeKind::Converted,
+        OutcomeKind::Failed,
+        OutcomeKind::Delivered,
+        OutcomeKind::Opened,
+        OutcomeKind::Clicked,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -627,6 +632,19 @@ pub trait Store: Send + Sync + 'static {
         workspace: &WorkspaceId,
         person: PersonId,
     ) -> Result<Vec<serde_json::Value>>;
+    /// A person's traits as they stand: every identify call merged in order
+    /// ([`merge_traits`](whisperer_core::event::merge_traits)).
+    async fn merged_traits(
+        &self,
+        workspace: &WorkspaceId,
+        person: PersonId,
+    ) -> Result<serde_json::Map<String, serde_json::Value>> {
+        let mut merged = serde_json::Map::new();
+        for traits in self.identify_traits(workspace, person).await? {
+            whisperer_core::event::merge_traits(&mut merged, &traits);
+        }
+        Ok(merged)
+    }
     /// A person's events, newest first, strictly before `before` when given.
     async fn person_events(
         &self,
