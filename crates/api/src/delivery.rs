@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use whisperer_channels::{Channel, DeliveryStatus};
 use whisperer_core::identity::IdKind;
 use whisperer_core::{Millis, WorkspaceId};
-use whisperer_deliver::compose::WorkspaceContent;
+use whisperer_deliver::compose::{MessageAddress, WorkspaceContent};
 use whisperer_deliver::config::SETTING as DELIVERY_SETTING;
 use whisperer_deliver::feedback;
 use whisperer_deliver::sender::{COMPLIANCE_SETTING, LLM_BUDGET_SETTING, LLM_SETTING, tracking_key};
@@ -197,7 +197,6 @@ pub async fn post_preview(
     let delivery =
         sender.workspace(ws).await.map_err(|e| ApiError::new(ErrorCode::InvalidSetting, e.to_string()))?;
     let content = WorkspaceContent { preview: true, ..delivery.content() };
-    let record = preview_record(person.id, channel);
     let decision = whisperer_templates::Decision {
         id: "preview".into(),
         campaign: "preview".into(),
@@ -206,7 +205,16 @@ pub async fn post_preview(
         content: None,
     };
     let (message, violations) = composer
-        .render(ws, &content, &record, channel, &template, &user, decision, None)
+        .render(
+            ws,
+            &content,
+            MessageAddress { id: "preview", person: person.id, decision_id: None },
+            channel,
+            &template,
+            &user,
+            decision,
+            None,
+        )
         .map_err(compose_error)?;
     Ok(axum::Json(json!({
         "template": id,
@@ -220,27 +228,6 @@ pub async fn post_preview(
         "blocked": !violations.is_empty(),
         "violations": violations,
     })))
-}
-
-fn preview_record(person: i64, channel: Channel) -> MessageRecord {
-    MessageRecord {
-        id: "preview".into(),
-        person,
-        channel: channel.as_str().into(),
-        decision_id: None,
-        campaign: None,
-        status: MessageStatus::Queued,
-        attempts: 0,
-        due_at: Millis::now(),
-        lease_until: None,
-        provider: None,
-        provider_message_id: None,
-        body: "{}".into(),
-        error: None,
-        created_at: Millis::now(),
-        updated_at: Millis::now(),
-        seen_at: None,
-    }
 }
 
 fn compose_error(e: whisperer_deliver::ComposeError) -> ApiError {

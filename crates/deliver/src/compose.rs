@@ -82,6 +82,21 @@ impl<'a> WorkspaceContent<'a> {
     }
 }
 
+/// Which message a rendering is: its id (the idempotency key tracking links name), the person
+/// it is for, and the decision that sent it.
+#[derive(Clone, Copy, Debug)]
+pub struct MessageAddress<'a> {
+    pub id: &'a str,
+    pub person: PersonId,
+    pub decision_id: Option<&'a str>,
+}
+
+impl<'a> From<&'a MessageRecord> for MessageAddress<'a> {
+    fn from(record: &'a MessageRecord) -> Self {
+        MessageAddress { id: &record.id, person: record.person, decision_id: record.decision_id.as_deref() }
+    }
+}
+
 /// A user as a message may speak of them.
 #[derive(Clone, Debug, Default)]
 pub struct UserData {
@@ -240,7 +255,7 @@ impl Composer {
                             let (mut message, violations) = self.render(
                                 ws,
                                 content,
-                                record,
+                                record.into(),
                                 job.channel,
                                 &template,
                                 &user,
@@ -301,7 +316,7 @@ impl Composer {
             }
         }
         let (mut message, violations) =
-            self.render(ws, content, record, job.channel, &template, &user, decision, campaign)?;
+            self.render(ws, content, record.into(), job.channel, &template, &user, decision, campaign)?;
         if let Some(locale) = translation {
             message.data.insert("translated_to".into(), locale);
         }
@@ -434,7 +449,7 @@ impl Composer {
         &self,
         ws: &WorkspaceId,
         content: &WorkspaceContent<'_>,
-        record: &MessageRecord,
+        address: MessageAddress<'_>,
         channel: Channel,
         template: &CompiledTemplate,
         user: &UserData,
@@ -452,10 +467,10 @@ impl Composer {
             key,
             claims: Claims {
                 w: ws.as_str().into(),
-                m: record.id.clone(),
+                m: address.id.to_owned(),
                 u: user.user_id.clone(),
                 c: channel.as_str().into(),
-                d: record.decision_id.clone(),
+                d: address.decision_id.map(str::to_owned),
                 k: campaign.map(str::to_owned),
                 l: None,
             },
@@ -508,17 +523,17 @@ impl Composer {
         let violations =
             whisperer_compliance::check(content.rules, &outgoing).err().map(|v| v.0).unwrap_or_default();
         let mut data = BTreeMap::new();
-        if let Some(d) = &record.decision_id {
-            data.insert("decision_id".to_owned(), d.clone());
+        if let Some(d) = address.decision_id {
+            data.insert("decision_id".to_owned(), d.to_owned());
         }
         if let Some(c) = campaign {
             data.insert("campaign".to_owned(), c.to_owned());
         }
         data.insert("locale".to_owned(), rendered.locale_used);
         let message = Message {
-            id: record.id.clone(),
+            id: address.id.to_owned(),
             workspace: ws.as_str().into(),
-            person: record.person.to_string(),
+            person: address.person.to_string(),
             user_id: user.user_id.clone(),
             channel,
             kind,

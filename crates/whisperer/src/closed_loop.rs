@@ -31,7 +31,7 @@ use whisperer_decide::{
 use whisperer_deliver::{CompiledTemplate, Composer, TemplateDefinition, TrackingKey, UserData};
 use whisperer_profiles::{Engagement, ProfileTable, Tracker};
 use whisperer_sim::{Angle, DeliveryStatus, Intervention, Message, SimConfig, Simulation, user_id_of};
-use whisperer_store::{DecisionRecord, MessageRecord, MessageStatus, OutcomeUpdate};
+use whisperer_store::{DecisionRecord, OutcomeUpdate};
 
 /// Decisions are taken at the end of each step of simulated time.
 const STEP_MS: i64 = 15 * 60_000;
@@ -736,24 +736,9 @@ impl Delivery {
             return failed("no_template");
         };
         let deliver_at = d.deliver_at.unwrap_or(d.at);
-        let record = MessageRecord {
-            id: format!("msg-{}", d.id),
-            person,
-            channel: channel.as_str().into(),
-            decision_id: Some(d.id.clone()),
-            campaign: Some(d.campaign.clone()),
-            status: MessageStatus::Sending,
-            attempts: 1,
-            due_at: Millis(deliver_at),
-            lease_until: None,
-            provider: None,
-            provider_message_id: None,
-            body: String::new(),
-            error: None,
-            created_at: Millis(d.at),
-            updated_at: Millis(d.at),
-            seen_at: None,
-        };
+        let message_id = format!("msg-{}", d.id);
+        let address =
+            whisperer_deliver::compose::MessageAddress { id: &message_id, person, decision_id: Some(&d.id) };
         let vars = whisperer_templates::Decision {
             id: d.id.clone(),
             campaign: d.campaign.clone(),
@@ -770,7 +755,7 @@ impl Delivery {
         let rendered = self.composer.render(
             &self.ws,
             &workspace,
-            &record,
+            address,
             channel,
             template,
             user,
