@@ -21,7 +21,7 @@ use whisperer_core::{Millis, WorkspaceId};
 use whisperer_deliver::compose::{MessageAddress, WorkspaceContent};
 use whisperer_deliver::config::SETTING as DELIVERY_SETTING;
 use whisperer_deliver::feedback;
-use whisperer_deliver::sender::{COMPLIANCE_SETTING, LLM_BUDGET_SETTING, LLM_SETTING, tracking_key};
+use whisperer_deliver::sender::{COMPLIANCE_SETTING, LLM_BUDGET_SETTING, LLM_SETTING};
 use whisperer_deliver::tracking::{Claims, PIXEL_GIF, claimed_workspace};
 use whisperer_deliver::{DeliveryConfig, TemplateDefinition};
 use whisperer_store::{
@@ -479,8 +479,7 @@ pub async fn post_redrive(
 /// The verified claims of a tracking token, or None for anything forged or unknown.
 async fn verify_token(state: &AppState, token: &str) -> Option<(WorkspaceId, Claims)> {
     let ws = WorkspaceId::parse(&claimed_workspace(token)?).ok()?;
-    state.inner.store.workspace(&ws).await.ok()??;
-    let key = tracking_key(state.inner.store.as_ref(), &ws).await.ok()?;
+    let key = state.inner.sender.tracking_key(&ws).await.ok()??;
     let claims = key.verify(token)?;
     Some((ws, claims))
 }
@@ -714,7 +713,12 @@ pub async fn post_inbox_token(
     let user_id = body.get("userId").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
         ApiError::new(ErrorCode::InvalidParameter, "userId: a non-empty string is required")
     })?;
-    let key = tracking_key(state.inner.store.as_ref(), &caller.workspace).await?;
+    let key = state
+        .inner
+        .sender
+        .tracking_key(&caller.workspace)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::Internal, "the caller's workspace is gone"))?;
     let claims = Claims {
         w: caller.workspace.as_str().into(),
         m: INBOX_CLAIM.into(),

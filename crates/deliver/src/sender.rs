@@ -187,6 +187,8 @@ struct Inner {
     factory: Arc<dyn ProviderFactory>,
     config: SenderConfig,
     workspaces: tokio::sync::Mutex<HashMap<WorkspaceId, Arc<WorkspaceDelivery>>>,
+    /// Tracking keys never change once made: read once per workspace, not per link followed.
+    keys: Mutex<HashMap<WorkspaceId, TrackingKey>>,
     metrics: SenderMetrics,
 }
 
@@ -203,6 +205,7 @@ impl Sender {
             factory,
             config,
             workspaces: Default::default(),
+            keys: Default::default(),
             metrics: Default::default(),
         };
         Sender { inner: Arc::new(inner) }
@@ -216,6 +219,7 @@ impl Sender {
             factory: self.inner.factory.clone(),
             config,
             workspaces: Default::default(),
+            keys: Default::default(),
             metrics: self.inner.metrics.clone(),
         };
         Sender { inner: Arc::new(inner) }
@@ -233,6 +237,20 @@ impl Sender {
     /// What makes the providers no config describes (in-app).
     pub fn factory(&self) -> &dyn ProviderFactory {
         self.inner.factory.as_ref()
+    }
+
+    /// A workspace's tracking key (made on first use); None when there is no such workspace,
+    /// so a forged link cannot make one.
+    pub async fn tracking_key(&self, ws: &WorkspaceId) -> Result<Option<TrackingKey>, StoreError> {
+        if let Some(key) = lock(&self.inner.keys).get(ws) {
+            return Ok(Some(key.clone()));
+        }
+        if self.inner.store.workspace(ws).await?.is_none() {
+            return Ok(None);
+        }
+        let key = tracking_key(self.inner.store.as_ref(), ws).await?;
+        lock(&self.inner.keys).insert(ws.clone(), key.clone());
+        Ok(Some(key))
     }
 
     /// Drops what is loaded of a workspace, so its next use reads the settings again (a server
@@ -285,7 +303,8 @@ impl Sender {
                 ComplianceRules::new(Default::default()).map_err(|e| SenderError::Rules(e.to_string()))?
             }
         };
-        let key = tracking_key(self.inner.store.as_ref(), ws).await?;
+        let key =
+            self.tracking_key(ws).await?.ok_or_else(|| StoreError::NotFound(format!("workspace {ws}")))?;
         let llm = match &texts.2 {
             Some(t) => {
                 let config: whisperer_llm::LlmConfig =
