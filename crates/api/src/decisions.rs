@@ -14,7 +14,10 @@ use whisperer_decide::{CampaignSpec, Decision, FATIGUE_SETTING, FatigueRules};
 use whisperer_store::{CampaignRecord, DecisionQuery, DecisionRecord};
 
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, decode_time_cursor, page_limit, path_param, query_params, read_body, secret_caller};
+use crate::{
+    AppState, body_json, body_text, decode_time_cursor, page_limit, path_param, query_params, read_body,
+    secret_caller,
+};
 
 /// Largest campaign definition or decide request.
 const MAX_BODY: usize = 64 * 1024;
@@ -88,8 +91,7 @@ pub async fn post_decide(
     let (parts, body) = request.into_parts();
     let caller = secret_caller(&state, &parts.headers).await?;
     let body = read_body(body, MAX_BODY, &parts.headers).await?;
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("body is not JSON: {e}")))?;
+    let body = body_json(&body)?;
     let bad = |m: &str| ApiError::new(ErrorCode::InvalidParameter, m.to_owned());
     let Value::Object(body) = body else { return Err(bad("body must be an object")) };
     for key in body.keys() {
@@ -220,8 +222,7 @@ pub async fn put_campaign(
     let caller = secret_caller(&state, &parts.headers).await?;
     let id = path_param("campaign id", path)?;
     let body = read_body(body, MAX_BODY, &parts.headers).await?;
-    let text =
-        std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::InvalidUtf8, "body is not UTF-8"))?;
+    let text = body_text(&body)?;
     let spec =
         CampaignSpec::parse(text).map_err(|e| ApiError::new(ErrorCode::InvalidCampaign, e.to_string()))?;
     if spec.id != id {

@@ -29,7 +29,10 @@ use whisperer_store::{
 };
 
 use crate::error::{ApiError, ErrorCode};
-use crate::{AppState, decode_time_cursor, page_limit, path_param, query_params, read_body, secret_caller};
+use crate::{
+    AppState, body_json, body_text, decode_time_cursor, page_limit, path_param, query_params, read_body,
+    secret_caller,
+};
 
 const MAX_BODY: usize = 1 << 20;
 /// SendGrid posts batches of up to about a thousand events.
@@ -122,8 +125,7 @@ pub async fn put_template(
         ));
     }
     let body = read_body(body, MAX_BODY, &parts.headers).await?;
-    let text =
-        std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::InvalidUtf8, "body is not UTF-8"))?;
+    let text = body_text(&body)?;
     let compiled = TemplateDefinition::parse(text)
         .map_err(|e| ApiError::new(ErrorCode::InvalidTemplate, e.with_position()))?;
     let record = state
@@ -154,8 +156,7 @@ pub async fn post_preview(
     let caller = secret_caller(&state, &parts.headers).await?;
     let id = path_param("template id", path)?;
     let body = read_body(body, MAX_BODY, &parts.headers).await?;
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("body is not JSON: {e}")))?;
+    let body = body_json(&body)?;
     let bad = |m: String| ApiError::new(ErrorCode::InvalidParameter, m);
     let Value::Object(body) = body else { return Err(bad("body must be an object".into())) };
     for key in body.keys() {
@@ -304,8 +305,7 @@ pub async fn put_delivery(
     let (parts, body) = request.into_parts();
     let caller = secret_caller(&state, &parts.headers).await?;
     let body = read_body(body, MAX_BODY, &parts.headers).await?;
-    let text =
-        std::str::from_utf8(&body).map_err(|_| ApiError::new(ErrorCode::InvalidUtf8, "body is not UTF-8"))?;
+    let text = body_text(&body)?;
     let invalid = |e: whisperer_channels::ConfigError| {
         ApiError::new(ErrorCode::InvalidSetting, format!("delivery: {e}"))
     };
@@ -708,8 +708,7 @@ pub async fn post_inbox_token(
     let (parts, body) = request.into_parts();
     let caller = secret_caller(&state, &parts.headers).await?;
     let body = read_body(body, MAX_BODY, &parts.headers).await?;
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("body is not JSON: {e}")))?;
+    let body = body_json(&body)?;
     let user_id = body.get("userId").and_then(Value::as_str).filter(|s| !s.is_empty()).ok_or_else(|| {
         ApiError::new(ErrorCode::InvalidParameter, "userId: a non-empty string is required")
     })?;
@@ -792,8 +791,7 @@ pub async fn post_inbox_seen(
     let (ws, user_id) = inbox_owner(&state, &parts.headers, &q).await?;
     let body = read_body(body, MAX_BODY, &parts.headers).await?;
     let bad = |m: String| ApiError::new(ErrorCode::InvalidParameter, m);
-    let body: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("body is not JSON: {e}")))?;
+    let body = body_json(&body)?;
     let ids: Vec<String> = match body.get("ids").and_then(Value::as_array) {
         Some(ids)
             if !ids.is_empty() && ids.len() <= MAX_SEEN && body.as_object().is_some_and(|o| o.len() == 1) =>

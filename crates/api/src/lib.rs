@@ -349,6 +349,17 @@ async fn ingest(state: AppState, request: Request, endpoint: Endpoint) -> Result
     .into_response())
 }
 
+/// A request body as JSON, or `malformed_json`.
+fn body_json(body: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("body is not JSON: {e}")))
+}
+
+/// A request body as text, or `invalid_utf8`.
+fn body_text(body: &[u8]) -> Result<&str, ApiError> {
+    std::str::from_utf8(body).map_err(|_| ApiError::new(ErrorCode::InvalidUtf8, "body is not UTF-8"))
+}
+
 /// A list endpoint's `limit`: `default` when absent, else an integer from 1 to [`MAX_PAGE`].
 fn page_limit(limit: Option<&str>, default: usize) -> Result<usize, ApiError> {
     match limit {
