@@ -3,83 +3,15 @@
 //! delivers, the email as the server received it, its tracking links coming back as events;
 //! and a server killed mid-send that, restarted, sends nothing twice.
 
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::*;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn python() -> Option<PathBuf> {
-    let deps = std::env::var_os("WHISPERER_TEST_DEPS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".test-deps"));
-    let python = deps.join("venv/bin/python");
-    if python.exists() {
-        return Some(python);
-    }
-    assert!(!required("WHISPERER_REQUIRE_CLIENTS"), "aiosmtpd is missing: run scripts/setup-test-deps");
-    eprintln!("skipping: aiosmtpd not installed (run scripts/setup-test-deps)");
-    None
-}
-
-/// `tests/smtp/sink.py`: a real SMTP server that prints every message it accepts.
-struct Sink {
-    port: u16,
-    messages: Arc<Mutex<Vec<Value>>>,
-    _child: tokio::process::Child,
-}
-
-impl Sink {
-    async fn start(python: &PathBuf, args: &[&str]) -> Sink {
-        let mut child = tokio::process::Command::new(python)
-            .arg(repo_root().join("tests/smtp/sink.py"))
-            .args(["--port", "0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("sink.py starts");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let first =
-            tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await.unwrap().unwrap().unwrap();
-        let ready: Value = serde_json::from_str(&first).unwrap();
-        let messages = Arc::new(Mutex::new(Vec::new()));
-        let sink = messages.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                let v: Value = serde_json::from_str(&line).unwrap();
-                if v["event"] == "message" {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-        });
-        Sink { port: ready["port"].as_u64().unwrap() as u16, messages, _child: child }
-    }
-
-    fn received(&self) -> Vec<Value> {
-        self.messages.lock().unwrap().clone()
-    }
-
-    async fn wait_for(&self, n: usize, within: Duration) -> Vec<Value> {
-        let start = std::time::Instant::now();
-        while start.elapsed() < within {
-            let got = self.received();
-            if got.len() >= n {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the sink received {} messages, wanted {n}", self.received().len());
-    }
-}
+#[path = "../../../channels/tests/support/aiosmtpd.rs"]
+mod aiosmtpd;
+use aiosmtpd::{Sink, python};
 
 /// A secret-key HTTP client for one server.
 struct Api {
@@ -238,7 +170,7 @@ async fn a_decision_becomes_an_email_whose_opens_clicks_and_unsubscribe_come_bac
     let decision = api.decide("bob").await;
     assert_eq!(decision["status"], "send", "{decision}");
     let id = format!("msg_{}", decision["decision_id"].as_str().unwrap());
-    let got = sink.wait_for(1, Duration::from_secs(15)).await;
+    let got = sink.messages(1).await;
     let raw = got[0]["data"].as_str().unwrap();
     assert_eq!(got[0]["rcpt_tos"], json!(["bob@example.com"]));
     assert_eq!(header(raw, "Subject").as_deref(), Some("We miss you, Bob"));
@@ -336,7 +268,7 @@ async fn a_server_killed_mid_send_sends_nothing_twice() {
         assert_eq!(d["status"], "send", "{d}");
         ids.push(format!("msg_{}", d["decision_id"].as_str().unwrap()));
     }
-    sink.wait_for(10, Duration::from_secs(20)).await;
+    sink.messages(10).await;
     server.kill_hard();
     let at_kill = sink.received().len();
     assert!(at_kill < USERS, "the kill came after everything was sent ({at_kill}); slow the sink down");
@@ -406,7 +338,7 @@ async fn a_server_killed_mid_send_sends_nothing_twice() {
         redrive.args(["messages", "redrive", "--workspace", &ws.id, "--data-dir", data]).args(&missing);
         let out: Value = serde_json::from_slice(&run_ok(&mut redrive).stdout).unwrap();
         assert_eq!(out["requeued"].as_u64(), Some(missing.len() as u64), "{out}");
-        let all = sink.wait_for(received.len() + missing.len(), Duration::from_secs(20)).await;
+        let all = sink.messages(received.len() + missing.len()).await;
         let ids: std::collections::HashSet<String> =
             all.iter().map(|m| header(m["data"].as_str().unwrap(), "Message-ID").unwrap()).collect();
         assert_eq!(ids.len(), all.len(), "a re-driven message arrived twice");
