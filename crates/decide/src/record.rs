@@ -126,10 +126,5 @@ pub fn from_record(r: &DecisionRecord) -> Option<Decision> {
 }
 
 pub fn to_update(o: &Outcome) -> OutcomeUpdate {
-    OutcomeUpdate {
-        decision: o.decision.clone(),
-        kind: o.kind,
-        at: Millis(o.at),
-        value: o.value,
-    }
+    OutcomeUpdate { decision: o.decision.clone(), kind: o.kind, at: Millis(o.at), value: o.value }
 }
