@@ -3,13 +3,8 @@
 //! made by ring.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ring::rand::SystemRandom;
@@ -21,51 +16,9 @@ use whisperer_channels::{
     CallbackError, Channel, DeliveryStatus, FailureKind, Message, MessageKind, Provider, Recipient,
 };
 
-#[derive(Clone, Debug)]
-struct Seen {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-/// Status, extra headers, body.
-type Answer = (u16, Vec<(&'static str, &'static str)>, String);
-
-/// Canned answers, taken in order; the last one repeats.
-#[derive(Clone, Default)]
-struct Server {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    answers: Arc<Mutex<Vec<Answer>>>,
-}
-
-async fn record(
-    State(server): State<Server>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    server.seen.lock().unwrap().push(Seen { method, path: uri.path().to_owned(), headers, body });
-    let (status, extra, body) = {
-        let mut answers = server.answers.lock().unwrap();
-        if answers.len() > 1 { answers.remove(0) } else { answers[0].clone() }
-    };
-    let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
-    for (name, value) in extra {
-        response.headers_mut().insert(name, value.parse().unwrap());
-    }
-    response
-}
-
-async fn serve(answers: Vec<Answer>) -> (String, Server) {
-    let server = Server { seen: Default::default(), answers: Arc::new(Mutex::new(answers)) };
-    let app = Router::new().fallback(record).with_state(server.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, server)
-}
+#[path = "support/recorder.rs"]
+mod recorder;
+use recorder::serve;
 
 fn config(base_url: &str) -> SendgridConfig {
     SendgridConfig {

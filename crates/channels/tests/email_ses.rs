@@ -2,13 +2,7 @@
 //! signature of every request, reads the raw MIME back out of `Content.Raw.Data`, and answers
 //! as SES documents (success, throttling, rejections, server errors).
 
-use std::sync::{Arc, Mutex};
-
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
@@ -18,49 +12,9 @@ use whisperer_channels::{Channel, FailureKind, Message, MessageKind, Provider, R
 
 const SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 
-#[derive(Clone, Debug)]
-struct Seen {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-type Answer = (u16, Vec<(&'static str, &'static str)>, String);
-
-#[derive(Clone, Default)]
-struct Server {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    answers: Arc<Mutex<Vec<Answer>>>,
-}
-
-async fn record(
-    State(server): State<Server>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    server.seen.lock().unwrap().push(Seen { method, path: uri.path().to_owned(), headers, body });
-    let (status, extra, body) = {
-        let mut answers = server.answers.lock().unwrap();
-        if answers.len() > 1 { answers.remove(0) } else { answers[0].clone() }
-    };
-    let mut response = (StatusCode::from_u16(status).unwrap(), body).into_response();
-    for (name, value) in extra {
-        response.headers_mut().insert(name, value.parse().unwrap());
-    }
-    response
-}
-
-async fn serve(answers: Vec<Answer>) -> (String, Server) {
-    let server = Server { seen: Default::default(), answers: Arc::new(Mutex::new(answers)) };
-    let app = Router::new().fallback(record).with_state(server.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, server)
-}
+#[path = "support/recorder.rs"]
+mod recorder;
+use recorder::{Seen, serve};
 
 fn config(base_url: &str) -> SesConfig {
     SesConfig {
