@@ -12,10 +12,12 @@
 
 mod decisions;
 mod identity_cache;
+mod journal;
 mod messages;
 mod schema;
 
 use identity_cache::IdentityCache;
+use journal::Journal;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -36,6 +38,8 @@ use whisperer_store::{
 
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "whisperer.sqlite3";
+/// The decision journal's folder in the data directory.
+pub const JOURNAL_DIR: &str = "journal";
 /// Reader connections kept open: opening one costs far more than a lookup, and 32 concurrent
 /// decide requests exhausted 4 (p99 8.3 -> 6.5 ms at 5,000 decisions/s with 16).
 const READ_POOL_SIZE: usize = 16;
@@ -50,6 +54,70 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Writer>,
     readers: Mutex<Vec<Connection>>,
+    /// Decisions are acknowledged from here (absent when another process holds the journal).
+    journal: Option<Arc<Journal>>,
+    applier: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    /// A clean stop leaves the journal empty: what it holds goes into the database now.
+    fn drop(&mut self) {
+        if let Some(journal) = &self.journal {
+            journal.stop();
+            let applier = self.applier.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(applier) = applier.filter(|a| a.thread().id() != std::thread::current().id()) {
+                let _ = applier.join();
+            }
+            let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            match apply_journal(journal, &mut writer) {
+                Ok(()) => journal.prune(),
+                Err(e) => tracing::warn!(error = %e, "decision journal left for the next start to apply"),
+            }
+            journal.release();
+        }
+    }
+}
+
+/// Moves the journal's durable entries into the database in one transaction. Runs with the
+/// writer held, so every other write comes after the decisions acknowledged before it.
+fn apply_journal(journal: &Journal, writer: &mut Writer) -> rusqlite::Result<()> {
+    let entries = journal.take_durable();
+    let Some(&(last, _)) = entries.last() else { return Ok(()) };
+    let applied = (|| {
+        let tx = writer.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (_, entry) in &entries {
+            decisions::insert_decisions(&tx, &entry.ws, &entry.decisions)?;
+            messages::enqueue(&tx, &entry.ws, &entry.messages)?;
+        }
+        tx.commit()
+    })();
+    match applied {
+        Ok(()) => {
+            journal.applied(last);
+            Ok(())
+        }
+        Err(e) => {
+            journal.put_back(entries);
+            Err(e)
+        }
+    }
+}
+
+/// The applier thread: moves durable journal entries into the database every
+/// [`journal::APPLY_EVERY`], or at once when a reader waits for them.
+fn apply_loop(journal: Arc<Journal>, store: std::sync::Weak<Inner>) {
+    while !journal.stopping() {
+        if !journal.wait_for_durable() {
+            continue;
+        }
+        let Some(inner) = store.upgrade() else { return };
+        let mut writer = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = apply_journal(&journal, &mut writer) {
+            tracing::error!(error = %e, "cannot apply the decision journal; retrying");
+            drop(writer);
+            std::thread::sleep(journal::APPLY_EVERY);
+        }
+    }
 }
 
 struct Writer {
@@ -81,16 +149,35 @@ impl SqliteStore {
         // restarts, instead of keeping its largest size on disk for good.
         writer.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT).map_err(map_err)?;
         let checkpointer = open_connection(&path)?;
+        let journal_dir = data_dir.join(JOURNAL_DIR);
+        let journal = Journal::open(&journal_dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot open the decision journal in {}: {e}", journal_dir.display()))
+        })?;
+        let mut writer = Writer { conn: writer, identities: IdentityCache::default() };
+        if let Some(journal) = &journal {
+            // What a crash left in the journal goes in before anything else.
+            apply_journal(journal, &mut writer).map_err(map_err)?;
+        }
         let inner = Arc::new(Inner {
             path,
-            writer: Mutex::new(Writer { conn: writer, identities: IdentityCache::default() }),
+            writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            journal: journal.map(Arc::new),
+            applier: Mutex::new(None),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpointer, weak))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}")))?;
+        if let Some(journal) = inner.journal.clone() {
+            let weak = Arc::downgrade(&inner);
+            let applier = std::thread::Builder::new()
+                .name("journal-apply".into())
+                .spawn(move || apply_loop(journal, weak))
+                .map_err(|e| StoreError::Unavailable(format!("cannot start the journal thread: {e}")))?;
+            *inner.applier.lock().unwrap_or_else(|p| p.into_inner()) = Some(applier);
+        }
         Ok(Self { inner })
     }
 
@@ -114,10 +201,22 @@ impl SqliteStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut writer = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(journal) = &inner.journal {
+                apply_journal(journal, &mut writer).map_err(map_err)?;
+            }
             f(&mut writer).map_err(map_err)
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
+    }
+
+    /// Waits until decisions acknowledged so far are in the database (reads of decisions and
+    /// messages see every acknowledged decision).
+    async fn settle(&self) -> Result<()> {
+        match &self.inner.journal {
+            Some(journal) => journal.settle().await,
+            None => Ok(()),
+        }
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T>
@@ -887,6 +986,15 @@ impl Store for SqliteStore {
         if records.is_empty() && outbox.is_empty() {
             return Ok(());
         }
+        if let Some(journal) = &self.inner.journal {
+            let entry =
+                journal::Entry { ws: workspace.clone(), decisions: records.to_vec(), messages: outbox.to_vec() };
+            return match journal.append(entry)?.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(why)) => Err(StoreError::Unavailable(format!("decision journal failed: {why}"))),
+                Err(_) => Err(StoreError::Unavailable("decision journal stopped".into())),
+            };
+        }
         let (ws, records, outbox) = (workspace.clone(), records.to_vec(), outbox.to_vec());
         self.write(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -935,6 +1043,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<MessageRecord>> {
         let ws = workspace.clone();
+        self.settle().await?;
         self.read(move |c| messages::expired(c, &ws, now, limit).map_err(map_err)).await
     }
 
@@ -954,11 +1063,13 @@ impl Store for SqliteStore {
 
     async fn messages(&self, workspace: &WorkspaceId, query: &MessageQuery) -> Result<Vec<MessageRecord>> {
         let (ws, query) = (workspace.clone(), query.clone());
+        self.settle().await?;
         self.read(move |c| messages::query(c, &ws, &query).map_err(map_err)).await
     }
 
     async fn message(&self, workspace: &WorkspaceId, id: &str) -> Result<Option<MessageRecord>> {
         let (ws, id) = (workspace.clone(), id.to_owned());
+        self.settle().await?;
         self.read(move |c| messages::one(c, &ws, &id).map_err(map_err)).await
     }
 
@@ -984,6 +1095,7 @@ impl Store for SqliteStore {
 
     async fn decisions(&self, workspace: &WorkspaceId, query: &DecisionQuery) -> Result<Vec<DecisionRecord>> {
         let (ws, query) = (workspace.clone(), query.clone());
+        self.settle().await?;
         self.read(move |c| decisions::decisions(c, &ws, &query).map_err(map_err)).await
     }
 

@@ -9,7 +9,7 @@
 pub mod conformance;
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use whisperer_core::event::AppendOutcome;
 use whisperer_core::identity::{IdKind, PersonId};
 use whisperer_core::keys::KeyHash;
@@ -179,7 +179,7 @@ pub struct DefinitionRecord {
 pub type CampaignRecord = DefinitionRecord;
 
 /// A decision of the decision engine, with what came of it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     pub id: String,
     pub campaign: String,
@@ -208,7 +208,7 @@ pub struct DecisionRecord {
 }
 
 /// Where a message is in the outbox.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageStatus {
     /// Waiting for its `due_at`.
@@ -251,7 +251,7 @@ impl MessageStatus {
 
 /// A message in the outbox: what to send (the job, and once rendered the message itself) and
 /// where its delivery stands. Its id is the idempotency key.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MessageRecord {
     pub id: String,
     pub person: PersonId,

@@ -226,7 +226,8 @@ pub async fn decide(args: BenchDecideArgs) -> anyhow::Result<()> {
         let errors = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut workers = Vec::new();
         for w in 0..args.concurrency {
-            let (http, url, secret, errors) = (http.clone(), url.clone(), secret.clone(), errors.clone());
+            let errors = errors.clone();
+            let mut connection = RawConnection::connect(&url, &secret).await?;
             let users = args.users.max(1);
             workers.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
@@ -241,15 +242,15 @@ pub async fn decide(args: BenchDecideArgs) -> anyhow::Result<()> {
                     n += 7_919;
                     let body = format!(r#"{{"userId": "user-{}", "campaign": "bench"}}"#, n % users);
                     let started = std::time::Instant::now();
-                    let res =
-                        http.post(format!("{url}/v1/decide")).bearer_auth(&secret).body(body).send().await;
-                    match res {
-                        Ok(r) if r.status().is_success() => {
-                            let _ = r.bytes().await;
-                            latencies.push(started.elapsed().as_micros() as u32);
-                        }
-                        _ => {
+                    match connection.post("/v1/decide", &body).await {
+                        Ok((200, _)) => latencies.push(started.elapsed().as_micros() as u32),
+                        Ok(_) => {
                             errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            eprintln!("decide request failed: {e:#}");
+                            break;
                         }
                     }
                 }
@@ -301,6 +302,62 @@ pub async fn decide(args: BenchDecideArgs) -> anyhow::Result<()> {
         args.concurrency
     );
     Ok(())
+}
+
+/// A keep-alive HTTP/1.1 connection that does only what the decide benchmark needs: the load
+/// generator shares the two cores with the server, so it must cost as little CPU per request
+/// as it can (a reqwest request costs several times this one's).
+struct RawConnection {
+    stream: tokio::net::TcpStream,
+    head: String,
+    buf: Vec<u8>,
+}
+
+impl RawConnection {
+    async fn connect(url: &str, auth: &str) -> anyhow::Result<Self> {
+        let addr = url.strip_prefix("http://").context("the benchmark speaks plain http")?;
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let head = format!(
+            "Host: {addr}\r\nAuthorization: Bearer {auth}\r\nContent-Type: application/json\r\nContent-Length: "
+        );
+        Ok(RawConnection { stream, head, buf: Vec::with_capacity(8192) })
+    }
+
+    /// Sends a POST and reads the whole answer; returns its status and body.
+    async fn post(&mut self, path: &str, body: &str) -> anyhow::Result<(u16, &[u8])> {
+        use tokio::io::AsyncWriteExt;
+        let request = format!("POST {path} HTTP/1.1\r\n{}{}\r\n\r\n{body}", self.head, body.len());
+        self.stream.write_all(request.as_bytes()).await?;
+        self.buf.clear();
+        let (status, body_start, length) = loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end])?;
+                let status: u16 = head.get(9..12).context("short status line")?.parse()?;
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+                    })
+                    .context("answer without content-length")?;
+                break (status, end + 4, length);
+            }
+            self.read_more().await?;
+        };
+        while self.buf.len() < body_start + length {
+            self.read_more().await?;
+        }
+        Ok((status, &self.buf[body_start..body_start + length]))
+    }
+
+    async fn read_more(&mut self) -> anyhow::Result<()> {
+        use tokio::io::AsyncReadExt;
+        if self.stream.read_buf(&mut self.buf).await? == 0 {
+            bail!("server closed the connection");
+        }
+        Ok(())
+    }
 }
 
 /// The upper bound of the histogram bucket holding quantile `q` of a route's request durations,
