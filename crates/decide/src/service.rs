@@ -205,13 +205,10 @@ impl DecisionService {
         let (person, known, traits) = match cached {
             Some(c) => c,
             None => {
-                let found = store.find_person(ws, IdKind::User, user_id).await?;
-                let (person, known) = match &found {
-                    Some(p) => (p.id, true),
-                    None => (unknown_person(user_id), false),
+                let entry = match store.person_with_traits(ws, IdKind::User, user_id).await? {
+                    Some((person, traits)) => (person.id, true, Arc::new(traits)),
+                    None => (unknown_person(user_id), false, Arc::new(Map::new())),
                 };
-                let traits = if known { store.merged_traits(ws, person).await? } else { Map::new() };
-                let entry = (person, known, Arc::new(traits));
                 let mut state = slot.lock().expect("lock");
                 if state.users.len() >= USER_CACHE {
                     state.users.clear();

@@ -133,8 +133,12 @@ impl Journal {
     }
 
     /// Queues an entry; the receiver answers once it is durable (or cannot be).
-    pub fn append(&self, entry: Entry) -> Result<tokio::sync::oneshot::Receiver<Result<(), String>>, StoreError> {
-        let payload = serde_json::to_vec(&entry).map_err(|e| StoreError::Corrupt(format!("cannot encode a journal entry: {e}")))?;
+    pub fn append(
+        &self,
+        entry: Entry,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<(), String>>, StoreError> {
+        let payload = serde_json::to_vec(&entry)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode a journal entry: {e}")))?;
         let mut frame = Vec::with_capacity(HEADER + payload.len());
         frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         frame.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -210,7 +214,9 @@ impl Journal {
         let mut applied = self.shared.applied.subscribe();
         match tokio::time::timeout(SETTLE_TIMEOUT, applied.wait_for(|a| *a >= target)).await {
             Ok(Ok(_)) => Ok(()),
-            _ => Err(StoreError::Unavailable("the decision journal is not being applied to the database".into())),
+            _ => Err(StoreError::Unavailable(
+                "the decision journal is not being applied to the database".into(),
+            )),
         }
     }
 
@@ -306,7 +312,9 @@ fn write_loop(shared: &Shared, mut file: File, mut segment: u64) {
                     file = next;
                     len = 0;
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot start a new journal segment; the current one grows"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start a new journal segment; the current one grows")
+                }
             }
         }
         drop(state);

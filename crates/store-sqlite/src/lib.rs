@@ -151,7 +151,10 @@ impl SqliteStore {
         let checkpointer = open_connection(&path)?;
         let journal_dir = data_dir.join(JOURNAL_DIR);
         let journal = Journal::open(&journal_dir).map_err(|e| {
-            StoreError::Unavailable(format!("cannot open the decision journal in {}: {e}", journal_dir.display()))
+            StoreError::Unavailable(format!(
+                "cannot open the decision journal in {}: {e}",
+                journal_dir.display()
+            ))
         })?;
         let mut writer = Writer { conn: writer, identities: IdentityCache::default() };
         if let Some(journal) = &journal {
@@ -288,6 +291,48 @@ fn person_log_sql() -> String {
         "SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_person
          WHERE workspace_id = ?1 AND person_id = ?2 AND seq < ?3 ORDER BY seq"
     )
+}
+
+fn find_person_in(c: &Connection, ws: &WorkspaceId, kind: IdKind, value: &str) -> Result<Option<Person>> {
+    let found: Option<(i64, Option<String>)> = c
+        .prepare_cached(
+            "SELECT p.id, p.user_id FROM identities i JOIN persons p ON p.id = i.person_id
+         WHERE i.workspace_id = ?1 AND i.kind = ?2 AND i.value = ?3",
+        )
+        .map_err(map_err)?
+        .query_row(params![ws.as_str(), kind.code(), value], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(map_err)?;
+    let Some((id, user_id)) = found else { return Ok(None) };
+    Ok(Some(Person { id, user_id, identities: identities_of(c, ws, id)? }))
+}
+
+/// The traits objects of a person's identify calls in the order they apply.
+fn identify_traits_in(c: &Connection, ws: &WorkspaceId, person: PersonId) -> Result<Vec<serde_json::Value>> {
+    // Some libraries (RudderStack's Python SDK) send identify traits only in
+    // context.traits; the top-level traits, when present, apply after them.
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT raw -> '$.context.traits', raw -> '$.traits' FROM events
+         WHERE workspace_id = ?1 AND person_id = ?2 AND type = ?3 ORDER BY timestamp, seq",
+        )
+        .map_err(map_err)?;
+    let rows = stmt
+        .query_map(params![ws.as_str(), person, event_type_code(EventType::Identify)], |r| {
+            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?))
+        })
+        .map_err(map_err)?;
+    let mut traits = Vec::new();
+    for row in rows {
+        let (context_traits, top_level) = row.map_err(map_err)?;
+        for text in [context_traits, top_level].into_iter().flatten() {
+            let value: serde_json::Value = serde_json::from_str(&text).map_err(corrupt)?;
+            if value.is_object() {
+                traits.push(value);
+            }
+        }
+    }
+    Ok(traits)
 }
 
 fn open_connection(path: &Path) -> Result<Connection> {
@@ -987,8 +1032,11 @@ impl Store for SqliteStore {
             return Ok(());
         }
         if let Some(journal) = &self.inner.journal {
-            let entry =
-                journal::Entry { ws: workspace.clone(), decisions: records.to_vec(), messages: outbox.to_vec() };
+            let entry = journal::Entry {
+                ws: workspace.clone(),
+                decisions: records.to_vec(),
+                messages: outbox.to_vec(),
+            };
             return match journal.append(entry)?.await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(why)) => Err(StoreError::Unavailable(format!("decision journal failed: {why}"))),
@@ -1240,20 +1288,7 @@ impl Store for SqliteStore {
         value: &str,
     ) -> Result<Option<Person>> {
         let (ws, value) = (workspace.clone(), value.to_owned());
-        self.read(move |c| {
-            let found: Option<(i64, Option<String>)> = c
-                .prepare_cached(
-                    "SELECT p.id, p.user_id FROM identities i JOIN persons p ON p.id = i.person_id
-                     WHERE i.workspace_id = ?1 AND i.kind = ?2 AND i.value = ?3",
-                )
-                .map_err(map_err)?
-                .query_row(params![ws.as_str(), kind.code(), value], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-                .map_err(map_err)?;
-            let Some((id, user_id)) = found else { return Ok(None) };
-            Ok(Some(Person { id, user_id, identities: identities_of(c, &ws, id)? }))
-        })
-        .await
+        self.read(move |c| find_person_in(c, &ws, kind, &value)).await
     }
 
     async fn person(&self, workspace: &WorkspaceId, person: PersonId) -> Result<Option<Person>> {
@@ -1302,31 +1337,23 @@ impl Store for SqliteStore {
         person: PersonId,
     ) -> Result<Vec<serde_json::Value>> {
         let ws = workspace.clone();
+        self.read(move |c| identify_traits_in(c, &ws, person)).await
+    }
+
+    async fn person_with_traits(
+        &self,
+        workspace: &WorkspaceId,
+        kind: IdKind,
+        value: &str,
+    ) -> Result<Option<(Person, serde_json::Map<String, serde_json::Value>)>> {
+        let (ws, value) = (workspace.clone(), value.to_owned());
         self.read(move |c| {
-            // Some libraries (RudderStack's Python SDK) send identify traits only in
-            // context.traits; the top-level traits, when present, apply after them.
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT raw -> '$.context.traits', raw -> '$.traits' FROM events
-                     WHERE workspace_id = ?1 AND person_id = ?2 AND type = ?3 ORDER BY timestamp, seq",
-                )
-                .map_err(map_err)?;
-            let rows = stmt
-                .query_map(params![ws.as_str(), person, event_type_code(EventType::Identify)], |r| {
-                    Ok((r.get::<_, Option<String>>(0)?, r.get::<_, Option<String>>(1)?))
-                })
-                .map_err(map_err)?;
-            let mut traits = Vec::new();
-            for row in rows {
-                let (context_traits, top_level) = row.map_err(map_err)?;
-                for text in [context_traits, top_level].into_iter().flatten() {
-                    let value: serde_json::Value = serde_json::from_str(&text).map_err(corrupt)?;
-                    if value.is_object() {
-                        traits.push(value);
-                    }
-                }
+            let Some(person) = find_person_in(c, &ws, kind, &value)? else { return Ok(None) };
+            let mut merged = serde_json::Map::new();
+            for traits in identify_traits_in(c, &ws, person.id)? {
+                whisperer_core::event::merge_traits(&mut merged, &traits);
             }
-            Ok(traits)
+            Ok(Some((person, merged)))
         })
         .await
     }

@@ -645,6 +645,18 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(merged)
     }
+    /// The person an id belongs to and their merged traits, in one read where the backend
+    /// can (a decision for a user not seen since the server started needs both).
+    async fn person_with_traits(
+        &self,
+        workspace: &WorkspaceId,
+        kind: IdKind,
+        value: &str,
+    ) -> Result<Option<(Person, serde_json::Map<String, serde_json::Value>)>> {
+        let Some(person) = self.find_person(workspace, kind, value).await? else { return Ok(None) };
+        let traits = self.merged_traits(workspace, person.id).await?;
+        Ok(Some((person, traits)))
+    }
     /// A person's events, newest first, strictly before `before` when given.
     async fn person_events(
         &self,

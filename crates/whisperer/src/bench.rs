@@ -338,7 +338,8 @@ impl RawConnection {
                     .lines()
                     .find_map(|l| {
                         let (name, value) = l.split_once(':')?;
-                        name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().ok())?
                     })
                     .context("answer without content-length")?;
                 break (status, end + 4, length);
