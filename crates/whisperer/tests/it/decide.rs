@@ -290,3 +290,89 @@ async fn a_running_server_decides_learns_and_remembers() {
     let learned = arms.iter().find(|a| a["arm"] == arm.as_str()).unwrap();
     assert_eq!((learned["trials"].as_f64(), learned["successes"].as_f64()), (Some(1.0), Some(1.0)), "{d}");
 }
+
+/// Decisions are acknowledged from the decision journal and reach the database behind it: a
+/// server killed with `kill -9` while decide calls stream in still has, after its restart,
+/// every decision it answered (the journal is replayed at start), each exactly once.
+#[tokio::test]
+async fn a_hard_kill_under_decide_load_loses_no_answered_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = create_workspace(dir.path(), "journal");
+    let mut server = crate::helpers::ServerProcess::start(dir.path());
+    let http = reqwest::Client::new();
+    let users: Vec<Value> = (0..40)
+        .map(|i| serde_json::json!({"type": "identify", "userId": format!("u{i}"), "traits": {"email": format!("u{i}@example.com")}}))
+        .collect();
+    let (status, body) =
+        server.post_json("/v1/batch", &ws.write_key, &serde_json::json!({"batch": users})).await;
+    assert_eq!(status, 200, "{body}");
+    let res = http
+        .put(format!("{}/v1/campaigns/pulse", server.url))
+        .bearer_auth(&ws.secret_key)
+        .body(r#"{"id": "pulse", "trigger": {"type": "api"}, "goal": {"event": "Session Started", "within": "1d"},
+                  "actions": {"channels": ["email"], "contents": [{"id": "a", "template": "a"}, {"id": "b", "template": "b"}]}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{}", res.text().await.unwrap());
+
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut callers = Vec::new();
+    for c in 0..8 {
+        let (http, url, key, answered) =
+            (http.clone(), server.url.clone(), ws.secret_key.clone(), answered.clone());
+        callers.push(tokio::spawn(async move {
+            for n in 0.. {
+                let body =
+                    serde_json::json!({"userId": format!("u{}", (c * 5 + n) % 40), "campaign": "pulse"});
+                let Ok(res) =
+                    http.post(format!("{url}/v1/decide")).bearer_auth(&key).json(&body).send().await
+                else {
+                    return;
+                };
+                if res.status().as_u16() != 200 {
+                    return;
+                }
+                let Ok(d) = res.json::<Value>().await else { return };
+                answered.lock().unwrap().push(d["decision_id"].as_str().unwrap().to_owned());
+            }
+        }));
+    }
+    while answered.lock().unwrap().len() < 600 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.kill_hard();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let answered = answered.lock().unwrap().clone();
+
+    let server = crate::helpers::ServerProcess::start(dir.path());
+    let mut stored = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page =
+            server.get_json(&format!("/v1/decisions?campaign=pulse&limit=500{cursor}"), &ws.secret_key).await;
+        stored.extend(
+            page["decisions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["decision_id"].as_str().unwrap().to_owned()),
+        );
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    let distinct: std::collections::HashSet<&String> = stored.iter().collect();
+    assert_eq!(distinct.len(), stored.len(), "no decision is stored twice");
+    let lost: Vec<&String> = answered.iter().filter(|id| !distinct.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered decisions lost, e.g. {:?}",
+        lost.len(),
+        answered.len(),
+        lost.first()
+    );
+}
