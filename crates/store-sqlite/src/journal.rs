@@ -36,6 +36,9 @@ const SEGMENT_BYTES: u64 = 32 * 1024 * 1024;
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frame header: payload length and its CRC-32, both little-endian u32.
 const HEADER: usize = 8;
+/// Most entries waiting to be applied: past this (the database refuses them for a long time,
+/// a full disk say) new entries are refused rather than held in memory without bound.
+const MAX_UNAPPLIED: usize = 200_000;
 
 /// What one `insert_decisions` call stores.
 #[derive(Debug, Serialize, Deserialize)]
@@ -150,6 +153,11 @@ impl Journal {
         }
         if state.stopping {
             return Err(StoreError::Unavailable("decision journal stopped".into()));
+        }
+        if state.durable.len() + state.queue.len() >= MAX_UNAPPLIED {
+            return Err(StoreError::Unavailable(format!(
+                "{MAX_UNAPPLIED} decisions wait to be applied to the database; refusing more until they are"
+            )));
         }
         state.next_seq += 1;
         let seq = state.next_seq;

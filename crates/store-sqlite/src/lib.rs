@@ -6,6 +6,10 @@
 //! `busy_timeout`); reads use a small pool of their own connections and never block the writer.
 //! All SQLite calls run on blocking threads, never on the async workers.
 //!
+//! Decisions are acknowledged from a journal of their own (an fdatasync'd append, see
+//! `journal.rs`) and reach the database behind it; reads of decisions and messages wait for
+//! what was acknowledged, and every other write applies it first.
+//!
 //! Two things keep the single writer fast: a cache of identity lookups (invalidated whenever
 //! another connection, such as a CLI import, commits) and WAL checkpoints on a thread of their
 //! own, so commits never copy pages back into the database file themselves.
