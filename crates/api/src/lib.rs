@@ -147,6 +147,13 @@ impl AppState {
         self
     }
 
+    /// When `POST /v1/decide` answers (see [`whisperer_decide::service::Acknowledge`]).
+    pub fn with_decide_acknowledge(mut self, acknowledge: whisperer_decide::service::Acknowledge) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("configured before it is shared");
+        inner.decisions = inner.decisions.clone().acknowledging(acknowledge);
+        self
+    }
+
     /// The outbox sender; the server runs it (`Sender::spawn`).
     pub fn sender(&self) -> &whisperer_deliver::Sender {
         &self.inner.sender

@@ -37,6 +37,21 @@ pub enum ServiceError {
     Store(#[from] StoreError),
 }
 
+/// When `POST /v1/decide` answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Acknowledge {
+    /// Once the decision is durable: a crash loses no decision that was answered.
+    #[default]
+    Stored,
+    /// As soon as the decision is queued for storing, a few milliseconds before it is durable.
+    /// A crash (or a store failure) in that window loses the decision from the audit trail
+    /// although the caller has it: its outcome is not learned and its message, when Whisperer
+    /// delivers it, is not sent. Decisions of triggers always wait (the learner's checkpoint
+    /// must not pass a decision that is not stored).
+    Queued,
+}
+
 /// A real-time decision request.
 #[derive(Clone, Copy, Debug)]
 pub struct DecideRequest<'a> {
@@ -80,6 +95,7 @@ const USER_CACHE: usize = 200_000;
 #[derive(Clone)]
 pub struct DecisionService {
     inner: Arc<Inner>,
+    acknowledge: Acknowledge,
 }
 
 struct Inner {
@@ -133,7 +149,14 @@ impl DecisionService {
         tokio::spawn(write_decisions(store.clone(), rx));
         DecisionService {
             inner: Arc::new(Inner { store, profiles, churn, workspaces: Default::default(), writes }),
+            acknowledge: Acknowledge::default(),
         }
+    }
+
+    /// When real-time decisions are answered (clones made before keep their own setting).
+    pub fn acknowledging(mut self, acknowledge: Acknowledge) -> Self {
+        self.acknowledge = acknowledge;
+        self
     }
 
     /// Decides for one user and campaign, and stores the decision before returning it.
@@ -155,18 +178,22 @@ impl DecisionService {
                 DecideError::UnknownCampaign(c) => ServiceError::UnknownCampaign(c),
             })?
         };
-        self.store_decisions(ws, vec![decision.clone()], req.deliver).await?;
+        let wait = self.acknowledge == Acknowledge::Stored;
+        self.store_decisions(ws, vec![decision.clone()], req.deliver, wait).await?;
         Ok(decision)
     }
 
     /// Stores decisions through the group commit; on failure the workspace is reloaded (the
     /// engine counted messages that will not go out).
     /// With `deliver`, decisions to send enqueue their message in the same transaction.
+    /// Without `wait` it returns once they are queued, and a failure to store them is logged
+    /// (and the workspace reloaded) behind the caller's back.
     async fn store_decisions(
         &self,
         ws: &WorkspaceId,
         decisions: Vec<Decision>,
         deliver: bool,
+        wait: bool,
     ) -> Result<(), ServiceError> {
         let mut waiting = Vec::with_capacity(decisions.len());
         for d in &decisions {
@@ -179,6 +206,24 @@ impl DecisionService {
             }
             waiting.push(stored);
         }
+        if !wait {
+            let (service, ws) = (self.clone(), ws.clone());
+            tokio::spawn(async move {
+                if let Err(e) = service.await_stored(&ws, waiting).await {
+                    tracing::error!(workspace = %ws, error = %e, "answered decisions could not be stored");
+                }
+            });
+            return Ok(());
+        }
+        self.await_stored(ws, waiting).await
+    }
+
+    /// Waits for queued decisions to be stored; on failure the workspace is reloaded.
+    async fn await_stored(
+        &self,
+        ws: &WorkspaceId,
+        waiting: Vec<tokio::sync::oneshot::Receiver<Result<(), StoreError>>>,
+    ) -> Result<(), ServiceError> {
         for stored in waiting {
             let result = stored
                 .await
@@ -268,7 +313,7 @@ impl DecisionService {
         }
         let n = made.len();
         if n > 0 {
-            self.store_decisions(ws, made, true).await?;
+            self.store_decisions(ws, made, true, true).await?;
         }
         Ok(n)
     }

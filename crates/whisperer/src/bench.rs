@@ -53,15 +53,17 @@ impl Drop for ChildServer {
 
 /// Starts `whisperer serve` on a fresh data dir with a fresh workspace; returns its URL and key.
 fn start_server() -> anyhow::Result<(ChildServer, String, String)> {
-    let (server, url, created) = start_server_with_workspace()?;
+    let (server, url, created) = start_server_with_workspace("")?;
     let key = created["write_key"].as_str().context("no write key")?.to_owned();
     Ok((server, url, key))
 }
 
-/// Starts `whisperer serve` on a fresh data dir; returns it, its URL and the created
-/// workspace (`workspace create`'s JSON).
-fn start_server_with_workspace() -> anyhow::Result<(ChildServer, String, serde_json::Value)> {
+/// Starts `whisperer serve` on a fresh data dir with `config` as its config file; returns it,
+/// its URL and the created workspace (`workspace create`'s JSON).
+fn start_server_with_workspace(config: &str) -> anyhow::Result<(ChildServer, String, serde_json::Value)> {
     let dir = tempfile::Builder::new().prefix("whisperer-bench-").tempdir()?;
+    let config_file = dir.path().join("bench.toml");
+    std::fs::write(&config_file, config)?;
     let exe = std::env::current_exe()?;
     let created = Command::new(&exe)
         .args(["workspace", "create", "--name", "bench", "--data-dir"])
@@ -75,6 +77,8 @@ fn start_server_with_workspace() -> anyhow::Result<(ChildServer, String, serde_j
     let mut child = Command::new(&exe)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
+        .arg("--config")
+        .arg(&config_file)
         .env("WHISPERER_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -175,6 +179,10 @@ pub struct BenchDecideArgs {
     pub users: usize,
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
+    /// When the server answers: `stored` (the decision is durable) or `queued` (the server's
+    /// `[decide] acknowledge`).
+    #[arg(long, default_value = "stored", value_parser = ["stored", "queued"])]
+    pub acknowledge: String,
 }
 
 /// The campaign the decide benchmark uses: eight arms, Thompson sampling, a holdout, an
@@ -192,7 +200,8 @@ pub async fn decide(args: BenchDecideArgs) -> anyhow::Result<()> {
     let mut p99s = Vec::new();
     let mut rates = Vec::new();
     for run in 1..=args.runs.max(1) {
-        let (server, url, created) = start_server_with_workspace()?;
+        let config = format!("[decide]\nacknowledge = \"{}\"\n", args.acknowledge);
+        let (server, url, created) = start_server_with_workspace(&config)?;
         let write = created["write_key"].as_str().context("no write key")?.to_owned();
         let secret = created["secret_key"].as_str().context("no secret key")?.to_owned();
         let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
@@ -264,14 +273,15 @@ pub async fn decide(args: BenchDecideArgs) -> anyhow::Result<()> {
         v[v.len() / 2]
     };
     println!(
-        "median of {}: {:.0} decisions/s (target {:.0}), p50 {:.2} ms, p99 {:.2} ms ({} users, {} connections; server and load on this machine)",
+        "median of {}: {:.0} decisions/s (target {:.0}), p50 {:.2} ms, p99 {:.2} ms ({} users, {} connections, answered when {}; server and load on this machine)",
         args.runs.max(1),
         median(&mut rates),
         args.rate,
         median(&mut p50s),
         median(&mut p99s),
         args.users,
-        args.concurrency
+        args.concurrency,
+        args.acknowledge
     );
     Ok(())
 }

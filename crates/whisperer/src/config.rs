@@ -24,6 +24,17 @@ pub struct Config {
     pub log: LogConfig,
     pub ingest: IngestConfig,
     pub delivery: DeliverySection,
+    pub decide: DecideSection,
+}
+
+/// How `POST /v1/decide` behaves.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecideSection {
+    /// `stored` (default): answer once the decision is durable. `queued`: answer once it is
+    /// queued for storing, a few milliseconds earlier; a crash in between loses it from the
+    /// audit trail.
+    pub acknowledge: whisperer_decide::service::Acknowledge,
 }
 
 /// How the outbox sender runs (providers are per workspace, in its `delivery` setting).
@@ -71,6 +82,7 @@ impl Default for Config {
             log: LogConfig::default(),
             ingest: IngestConfig::default(),
             delivery: DeliverySection::default(),
+            decide: DecideSection::default(),
         }
     }
 }
@@ -183,6 +195,16 @@ mod tests {
         assert!(err.contains("max_bytes"), "{err}");
         let err = format!("{:#}", Config::from_toml("[ingest]\ndedup_window = \"7 weeks\"").unwrap_err());
         assert!(err.contains("7 weeks"), "{err}");
+    }
+
+    #[test]
+    fn decisions_are_answered_once_stored_unless_the_file_says_queued() {
+        use whisperer_decide::service::Acknowledge;
+        assert_eq!(Config::default().decide.acknowledge, Acknowledge::Stored);
+        let c = Config::from_toml("[decide]\nacknowledge = \"queued\"\n").unwrap();
+        assert_eq!(c.decide.acknowledge, Acknowledge::Queued);
+        let err = format!("{:#}", Config::from_toml("[decide]\nacknowledge = \"later\"").unwrap_err());
+        assert!(err.contains("later"), "{err}");
     }
 
     #[test]

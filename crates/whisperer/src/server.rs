@@ -48,7 +48,8 @@ impl Server {
         let profiles = ProfileEngine::new(store.clone(), EngineConfig::default());
         let churn = Arc::new(ChurnModels::new(store.clone()));
         let state = AppState::new(store, ingestor, registry, Some(profiles.clone()), Some(churn.clone()))
-            .with_sender_config(config.delivery.sender_config());
+            .with_sender_config(config.delivery.sender_config())
+            .with_decide_acknowledge(config.decide.acknowledge);
         let decisions = state.decisions().clone();
         let sender = state.sender().clone();
         let app = whisperer_api::router(state);

@@ -297,24 +297,8 @@ async fn a_running_server_decides_learns_and_remembers() {
 #[tokio::test]
 async fn a_hard_kill_under_decide_load_loses_no_answered_decision() {
     let dir = tempfile::tempdir().unwrap();
-    let ws = create_workspace(dir.path(), "journal");
-    let mut server = crate::helpers::ServerProcess::start(dir.path());
+    let (mut server, ws) = pulse_server(dir.path(), &[]).await;
     let http = reqwest::Client::new();
-    let users: Vec<Value> = (0..40)
-        .map(|i| serde_json::json!({"type": "identify", "userId": format!("u{i}"), "traits": {"email": format!("u{i}@example.com")}}))
-        .collect();
-    let (status, body) =
-        server.post_json("/v1/batch", &ws.write_key, &serde_json::json!({"batch": users})).await;
-    assert_eq!(status, 200, "{body}");
-    let res = http
-        .put(format!("{}/v1/campaigns/pulse", server.url))
-        .bearer_auth(&ws.secret_key)
-        .body(r#"{"id": "pulse", "trigger": {"type": "api"}, "goal": {"event": "Session Started", "within": "1d"},
-                  "actions": {"channels": ["email"], "contents": [{"id": "a", "template": "a"}, {"id": "b", "template": "b"}]}}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 200, "{}", res.text().await.unwrap());
 
     let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut callers = Vec::new();
@@ -348,6 +332,80 @@ async fn a_hard_kill_under_decide_load_loses_no_answered_decision() {
     let answered = answered.lock().unwrap().clone();
 
     let server = crate::helpers::ServerProcess::start(dir.path());
+    let stored = pulse_decisions(&server, &ws).await;
+    let distinct: std::collections::HashSet<&String> = stored.iter().collect();
+    assert_eq!(distinct.len(), stored.len(), "no decision is stored twice");
+    let lost: Vec<&String> = answered.iter().filter(|id| !distinct.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} answered decisions lost, e.g. {:?}",
+        lost.len(),
+        answered.len(),
+        lost.first()
+    );
+}
+
+/// With `[decide] acknowledge = "queued"` the server answers before the decision is durable;
+/// the decisions reach the audit trail right behind the answers.
+#[tokio::test]
+async fn queued_acknowledgement_answers_first_and_stores_right_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("queued.toml");
+    std::fs::write(&config, "[decide]\nacknowledge = \"queued\"\n").unwrap();
+    let (server, ws) = pulse_server(dir.path(), &["--config", config.to_str().unwrap()]).await;
+    let mut answered = Vec::new();
+    for n in 0..30 {
+        let body = serde_json::json!({"userId": format!("u{}", n % 40), "campaign": "pulse"});
+        let (status, d) = server.post_json("/v1/decide", &ws.secret_key, &body).await;
+        assert_eq!(status, 200, "{d}");
+        answered.push(d["decision_id"].as_str().unwrap().to_owned());
+    }
+    let mut stored = Vec::new();
+    for _ in 0..100 {
+        stored = pulse_decisions(&server, &ws).await;
+        if stored.len() >= answered.len() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    stored.sort();
+    answered.sort();
+    assert_eq!(stored, answered);
+}
+
+/// A server on `dir` (`args` follow the data dir) with 40 identified users and `pulse`, an
+/// API-triggered campaign with two email arms.
+async fn pulse_server(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (crate::helpers::ServerProcess, crate::helpers::Workspace) {
+    let ws = create_workspace(dir, "pulse");
+    let mut store = vec!["--data-dir", dir.to_str().unwrap()];
+    store.extend_from_slice(args);
+    let server = crate::helpers::ServerProcess::start_on(&store);
+    let users: Vec<Value> = (0..40)
+        .map(|i| serde_json::json!({"type": "identify", "userId": format!("u{i}"), "traits": {"email": format!("u{i}@example.com")}}))
+        .collect();
+    let (status, body) =
+        server.post_json("/v1/batch", &ws.write_key, &serde_json::json!({"batch": users})).await;
+    assert_eq!(status, 200, "{body}");
+    let res = reqwest::Client::new()
+        .put(format!("{}/v1/campaigns/pulse", server.url))
+        .bearer_auth(&ws.secret_key)
+        .body(r#"{"id": "pulse", "trigger": {"type": "api"}, "goal": {"event": "Session Started", "within": "1d"},
+                  "actions": {"channels": ["email"], "contents": [{"id": "a", "template": "a"}, {"id": "b", "template": "b"}]}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{}", res.text().await.unwrap());
+    (server, ws)
+}
+
+/// The ids of every stored decision of `pulse`, page by page.
+async fn pulse_decisions(
+    server: &crate::helpers::ServerProcess,
+    ws: &crate::helpers::Workspace,
+) -> Vec<String> {
     let mut stored = Vec::new();
     let mut cursor = String::new();
     loop {
@@ -365,14 +423,5 @@ async fn a_hard_kill_under_decide_load_loses_no_answered_decision() {
             None => break,
         }
     }
-    let distinct: std::collections::HashSet<&String> = stored.iter().collect();
-    assert_eq!(distinct.len(), stored.len(), "no decision is stored twice");
-    let lost: Vec<&String> = answered.iter().filter(|id| !distinct.contains(id)).collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} answered decisions lost, e.g. {:?}",
-        lost.len(),
-        answered.len(),
-        lost.first()
-    );
+    stored
 }
