@@ -159,7 +159,8 @@ impl DecisionService {
         self
     }
 
-    /// Decides for one user and campaign, and stores the decision before returning it.
+    /// Decides for one user and campaign, and stores the decision before returning it (queues
+    /// it, when acknowledging [`Acknowledge::Queued`]).
     pub async fn decide(&self, ws: &WorkspaceId, req: DecideRequest<'_>) -> Result<Decision, ServiceError> {
         let slot = self.workspace(ws).await?;
         let known_campaign = slot.lock().expect("lock").engine.campaign(req.campaign).is_some();
