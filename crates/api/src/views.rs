@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use whisperer_core::event::merge_traits;
+use whisperer_core::event::fold_traits;
 use whisperer_core::identity::IdKind;
 use whisperer_core::{EventType, Millis, StoredEvent};
 use whisperer_profiles::engine::ProfileView;
@@ -84,10 +84,7 @@ pub fn decode_cursor(text: &str) -> Result<EventCursor, ApiError> {
 
 /// The profile of a user: ids, merged traits, activity.
 pub fn user_json(user_id: &str, person: &Person, counts: &[EventCount], traits: &[Value]) -> Value {
-    let mut merged = Map::new();
-    for t in traits {
-        merge_traits(&mut merged, t);
-    }
+    let merged = fold_traits(traits);
     let ids = |kind: IdKind| -> Vec<&str> {
         person.identities.iter().filter(|(k, _)| *k == kind).map(|(_, v)| v.as_str()).collect()
     };

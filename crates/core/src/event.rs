@@ -141,6 +141,18 @@ pub fn merge_traits(known: &mut serde_json::Map<String, serde_json::Value>, newe
     }
 }
 
+/// The traits of a person's identify calls, given in the order they apply, folded into one
+/// object ([`merge_traits`] each in turn).
+pub fn fold_traits<'a>(
+    calls: impl IntoIterator<Item = &'a serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut known = serde_json::Map::new();
+    for newer in calls {
+        merge_traits(&mut known, newer);
+    }
+    known
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,11 +160,14 @@ mod tests {
 
     #[test]
     fn later_traits_win_key_by_key() {
+        let calls =
+            [json!({"plan": "free", "email": "a@x.io"}), json!({"plan": "pro"}), json!("not an object")];
         let mut traits = serde_json::Map::new();
-        merge_traits(&mut traits, &json!({"plan": "free", "email": "a@x.io"}));
-        merge_traits(&mut traits, &json!({"plan": "pro"}));
-        merge_traits(&mut traits, &json!("not an object"));
+        for call in &calls {
+            merge_traits(&mut traits, call);
+        }
         assert_eq!(serde_json::Value::Object(traits), json!({"plan": "pro", "email": "a@x.io"}));
+        assert_eq!(serde_json::Value::Object(fold_traits(&calls)), json!({"plan": "pro", "email": "a@x.io"}));
     }
 
     #[test]

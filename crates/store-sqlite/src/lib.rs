@@ -1353,10 +1353,7 @@ impl Store for SqliteStore {
         let (ws, value) = (workspace.clone(), value.to_owned());
         self.read(move |c| {
             let Some(person) = find_person_in(c, &ws, kind, &value)? else { return Ok(None) };
-            let mut merged = serde_json::Map::new();
-            for traits in identify_traits_in(c, &ws, person.id)? {
-                whisperer_core::event::merge_traits(&mut merged, &traits);
-            }
+            let merged = whisperer_core::event::fold_traits(&identify_traits_in(c, &ws, person.id)?);
             Ok(Some((person, merged)))
         })
         .await

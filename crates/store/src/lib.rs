@@ -639,11 +639,7 @@ pub trait Store: Send + Sync + 'static {
         workspace: &WorkspaceId,
         person: PersonId,
     ) -> Result<serde_json::Map<String, serde_json::Value>> {
-        let mut merged = serde_json::Map::new();
-        for traits in self.identify_traits(workspace, person).await? {
-            whisperer_core::event::merge_traits(&mut merged, &traits);
-        }
-        Ok(merged)
+        Ok(whisperer_core::event::fold_traits(&self.identify_traits(workspace, person).await?))
     }
     /// The person an id belongs to and their merged traits, in one read where the backend
     /// can (a decision for a user not seen since the server started needs both).
