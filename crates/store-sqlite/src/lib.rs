@@ -24,7 +24,7 @@ use identity_cache::IdentityCache;
 use journal::Journal;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -87,14 +87,13 @@ impl Drop for Inner {
 fn apply_journal(journal: &Journal, writer: &mut Writer) -> rusqlite::Result<()> {
     let entries = journal.take_durable();
     let Some(&(last, _)) = entries.last() else { return Ok(()) };
-    let applied = (|| {
-        let tx = writer.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let applied = in_transaction(&mut writer.conn, |tx| {
         for (_, entry) in &entries {
-            decisions::insert_decisions(&tx, &entry.ws, &entry.decisions)?;
-            messages::enqueue(&tx, &entry.ws, &entry.messages)?;
+            decisions::insert_decisions(tx, &entry.ws, &entry.decisions)?;
+            messages::enqueue(tx, &entry.ws, &entry.messages)?;
         }
-        tx.commit()
-    })();
+        Ok(())
+    });
     match applied {
         Ok(()) => {
             journal.applied(last);
@@ -105,6 +104,18 @@ fn apply_journal(journal: &Journal, writer: &mut Writer) -> rusqlite::Result<()>
             Err(e)
         }
     }
+}
+
+/// Runs `f` in one IMMEDIATE transaction (the write lock taken at its start), committed when
+/// `f` succeeds and rolled back otherwise.
+fn in_transaction<T>(
+    conn: &mut Connection,
+    f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let value = f(&tx)?;
+    tx.commit()?;
+    Ok(value)
 }
 
 /// The applier thread: moves durable journal entries into the database every
@@ -224,6 +235,15 @@ impl SqliteStore {
             Some(journal) => journal.settle().await,
             None => Ok(()),
         }
+    }
+
+    /// Runs `f` in one transaction of the writer, committed when `f` succeeds.
+    async fn write_tx<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.write(move |c| in_transaction(c, f)).await
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T>
@@ -705,16 +725,15 @@ impl Store for SqliteStore {
 
     async fn create_workspace(&self, workspace: &Workspace, keys: &[NewKey]) -> Result<()> {
         let (workspace, keys) = (workspace.clone(), keys.to_vec());
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write_tx(move |tx| {
             tx.execute(
                 "INSERT INTO workspaces (id, name, created_at) VALUES (?1, ?2, ?3)",
                 params![workspace.id.as_str(), workspace.name, workspace.created_at.0],
             )?;
             for key in &keys {
-                insert_key(&tx, &workspace.id, key)?;
+                insert_key(tx, &workspace.id, key)?;
             }
-            tx.commit()
+            Ok(())
         })
         .await
     }
@@ -752,16 +771,14 @@ impl Store for SqliteStore {
 
     async fn add_key(&self, workspace: &WorkspaceId, key: &NewKey) -> Result<()> {
         let (ws, key) = (workspace.clone(), key.clone());
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write_tx(move |tx| {
             let exists = tx
                 .query_row("SELECT 1 FROM workspaces WHERE id = ?1", [ws.as_str()], |_| Ok(()))
                 .optional()?;
             if exists.is_none() {
                 return Ok(false);
             }
-            insert_key(&tx, &ws, &key)?;
-            tx.commit()?;
+            insert_key(tx, &ws, &key)?;
             Ok(true)
         })
         .await?
@@ -833,8 +850,7 @@ impl Store for SqliteStore {
         let ws = workspace.clone();
         let plan = serde_json::to_string(plan).map_err(corrupt)?;
         let done = self
-            .write(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .write_tx(move |tx| {
                 let exists = tx.query_row("SELECT 1 FROM workspaces WHERE id = ?1", [ws.as_str()], |_| Ok(())).optional()?;
                 if exists.is_none() {
                     return Ok(false);
@@ -844,7 +860,6 @@ impl Store for SqliteStore {
                      ON CONFLICT (workspace_id) DO UPDATE SET plan = excluded.plan, updated_at = excluded.updated_at",
                     params![ws.as_str(), plan, Millis::now().0],
                 )?;
-                tx.commit()?;
                 Ok(true)
             })
             .await?;
@@ -997,13 +1012,7 @@ impl Store for SqliteStore {
         at: Millis,
     ) -> Result<DefinitionRecord> {
         let (ws, id, definition) = (workspace.clone(), id.to_owned(), definition.to_owned());
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let record = decisions::put_definition(&tx, &ws, kind, &id, &definition, at)?;
-            tx.commit()?;
-            Ok(record)
-        })
-        .await
+        self.write_tx(move |tx| decisions::put_definition(tx, &ws, kind, &id, &definition, at)).await
     }
 
     async fn definitions(
@@ -1048,11 +1057,10 @@ impl Store for SqliteStore {
             };
         }
         let (ws, records, outbox) = (workspace.clone(), records.to_vec(), outbox.to_vec());
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            decisions::insert_decisions(&tx, &ws, &records)?;
-            messages::enqueue(&tx, &ws, &outbox)?;
-            tx.commit()
+        self.write_tx(move |tx| {
+            decisions::insert_decisions(tx, &ws, &records)?;
+            messages::enqueue(tx, &ws, &outbox)?;
+            Ok(())
         })
         .await
     }
@@ -1062,13 +1070,7 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let (ws, outbox) = (workspace.clone(), outbox.to_vec());
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let inserted = messages::enqueue(&tx, &ws, &outbox)?;
-            tx.commit()?;
-            Ok(inserted)
-        })
-        .await
+        self.write_tx(move |tx| messages::enqueue(tx, &ws, &outbox)).await
     }
 
     async fn claim_messages(
@@ -1079,13 +1081,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<MessageRecord>> {
         let ws = workspace.clone();
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let claimed = messages::claim(&tx, &ws, now, lease_until, limit)?;
-            tx.commit()?;
-            Ok(claimed)
-        })
-        .await
+        self.write_tx(move |tx| messages::claim(tx, &ws, now, lease_until, limit)).await
     }
 
     async fn expired_messages(
@@ -1104,13 +1100,7 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let (ws, updates) = (workspace.clone(), updates.to_vec());
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let applied = messages::update(&tx, &ws, &updates)?;
-            tx.commit()?;
-            Ok(applied)
-        })
-        .await
+        self.write_tx(move |tx| messages::update(tx, &ws, &updates)).await
     }
 
     async fn messages(&self, workspace: &WorkspaceId, query: &MessageQuery) -> Result<Vec<MessageRecord>> {
@@ -1136,13 +1126,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let (ws, ids) = (workspace.clone(), ids.to_vec());
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let marked = messages::mark_seen(&tx, &ws, person, &ids, at)?;
-            tx.commit()?;
-            Ok(marked)
-        })
-        .await
+        self.write_tx(move |tx| messages::mark_seen(tx, &ws, person, &ids, at)).await
     }
 
     async fn decisions(&self, workspace: &WorkspaceId, query: &DecisionQuery) -> Result<Vec<DecisionRecord>> {
@@ -1156,10 +1140,9 @@ impl Store for SqliteStore {
             return Ok(());
         }
         let (ws, outcomes) = (workspace.clone(), outcomes.to_vec());
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            decisions::apply_outcomes(&tx, &ws, &outcomes)?;
-            tx.commit()
+        self.write_tx(move |tx| {
+            decisions::apply_outcomes(tx, &ws, &outcomes)?;
+            Ok(())
         })
         .await
     }
@@ -1173,13 +1156,11 @@ impl Store for SqliteStore {
         let (name, ws) = (consumer.to_owned(), workspace.clone());
         let expected = commit.consumer.expected;
         let outcome = self
-            .write(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if let Err(stored) = commit_consumer_tx(&tx, &name, &ws, &commit.consumer)? {
+            .write_tx(move |tx| {
+                if let Err(stored) = commit_consumer_tx(tx, &name, &ws, &commit.consumer)? {
                     return Ok(Err(stored));
                 }
-                decisions::apply_outcomes(&tx, &ws, &commit.outcomes)?;
-                tx.commit()?;
+                decisions::apply_outcomes(tx, &ws, &commit.outcomes)?;
                 Ok(Ok(()))
             })
             .await?;
@@ -1201,8 +1182,7 @@ impl Store for SqliteStore {
     async fn set_setting(&self, workspace: &WorkspaceId, name: &str, value: &str, at: Millis) -> Result<()> {
         let (ws, name, value) = (workspace.clone(), name.to_owned(), value.to_owned());
         let known = self
-            .write(move |c| {
-                let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            .write_tx(move |tx| {
                 let known = tx
                     .query_row("SELECT 1 FROM workspaces WHERE id = ?1", [ws.as_str()], |_| Ok(()))
                     .optional()?
@@ -1214,7 +1194,6 @@ impl Store for SqliteStore {
                         params![ws.as_str(), name, value, at.0],
                     )?;
                 }
-                tx.commit()?;
                 Ok(known)
             })
             .await?;
@@ -1232,8 +1211,7 @@ impl Store for SqliteStore {
     ) -> Result<i64> {
         let (ws, kind, metrics, model) =
             (workspace.clone(), kind.to_owned(), metrics.to_owned(), model.to_vec());
-        self.write(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        self.write_tx(move |tx| {
             let version: i64 = tx.query_row(
                 "SELECT coalesce(max(version), 0) + 1 FROM models WHERE workspace_id = ?1 AND kind = ?2",
                 params![ws.as_str(), kind],
@@ -1244,7 +1222,6 @@ impl Store for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![ws.as_str(), kind, version, created_at.0, as_of.0, metrics, model],
             )?;
-            tx.commit()?;
             Ok(version)
         })
         .await
