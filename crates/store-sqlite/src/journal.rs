@@ -397,28 +397,7 @@ mod tests {
     fn entry(id: &str) -> Entry {
         Entry {
             ws: WorkspaceId::parse("ws_00000000000000aa").expect("workspace id"),
-            decisions: vec![DecisionRecord {
-                id: id.into(),
-                campaign: "c".into(),
-                campaign_version: 1,
-                person: 7,
-                user_id: Some("u".into()),
-                at: whisperer_core::Millis(1),
-                status: "send".into(),
-                arm: Some("email:a".into()),
-                propensity: 0.5,
-                holdout: false,
-                deliver_at: None,
-                deadline: whisperer_core::Millis(2),
-                policy_version: 3,
-                body: "{}".into(),
-                outcome: None,
-                outcome_at: None,
-                value: None,
-                delivered_at: None,
-                opened_at: None,
-                clicked_at: None,
-            }],
+            decisions: vec![whisperer_store::conformance::decision(id, "c", 7, 1, "send")],
             messages: vec![],
         }
     }

@@ -228,13 +228,17 @@ impl SqliteStore {
         .map_err(|e| StoreError::Unavailable(format!("storage task failed: {e}")))?
     }
 
-    /// Waits until decisions acknowledged so far are in the database (reads of decisions and
-    /// messages see every acknowledged decision).
-    async fn settle(&self) -> Result<()> {
-        match &self.inner.journal {
-            Some(journal) => journal.settle().await,
-            None => Ok(()),
+    /// A read of decisions or messages: it first waits until the decisions acknowledged so far
+    /// are in the database, so it sees every one of them.
+    async fn read_settled<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        if let Some(journal) = &self.inner.journal {
+            journal.settle().await?;
         }
+        self.read(move |c| f(c).map_err(map_err)).await
     }
 
     /// Runs `f` in one transaction of the writer, committed when `f` succeeds.
@@ -1091,8 +1095,7 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<MessageRecord>> {
         let ws = workspace.clone();
-        self.settle().await?;
-        self.read(move |c| messages::expired(c, &ws, now, limit).map_err(map_err)).await
+        self.read_settled(move |c| messages::expired(c, &ws, now, limit)).await
     }
 
     async fn update_messages(&self, workspace: &WorkspaceId, updates: &[MessageUpdate]) -> Result<u64> {
@@ -1105,14 +1108,12 @@ impl Store for SqliteStore {
 
     async fn messages(&self, workspace: &WorkspaceId, query: &MessageQuery) -> Result<Vec<MessageRecord>> {
         let (ws, query) = (workspace.clone(), query.clone());
-        self.settle().await?;
-        self.read(move |c| messages::query(c, &ws, &query).map_err(map_err)).await
+        self.read_settled(move |c| messages::query(c, &ws, &query)).await
     }
 
     async fn message(&self, workspace: &WorkspaceId, id: &str) -> Result<Option<MessageRecord>> {
         let (ws, id) = (workspace.clone(), id.to_owned());
-        self.settle().await?;
-        self.read(move |c| messages::one(c, &ws, &id).map_err(map_err)).await
+        self.read_settled(move |c| messages::one(c, &ws, &id)).await
     }
 
     async fn mark_seen(
@@ -1131,8 +1132,7 @@ impl Store for SqliteStore {
 
     async fn decisions(&self, workspace: &WorkspaceId, query: &DecisionQuery) -> Result<Vec<DecisionRecord>> {
         let (ws, query) = (workspace.clone(), query.clone());
-        self.settle().await?;
-        self.read(move |c| decisions::decisions(c, &ws, &query).map_err(map_err)).await
+        self.read_settled(move |c| decisions::decisions(c, &ws, &query)).await
     }
 
     async fn record_outcomes(&self, workspace: &WorkspaceId, outcomes: &[OutcomeUpdate]) -> Result<()> {

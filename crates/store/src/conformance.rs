@@ -758,7 +758,8 @@ pub async fn outbox_lifecycle(store: &impl Store) {
     assert_eq!(store.message(&ws, "inbox1").await.unwrap().unwrap().seen_at, Some(Millis(T0 + 20_002)));
 }
 
-fn decision(id: &str, campaign: &str, person: i64, at: i64, status: &str) -> DecisionRecord {
+/// A decision record as a backend stores it, for tests.
+pub fn decision(id: &str, campaign: &str, person: i64, at: i64, status: &str) -> DecisionRecord {
     DecisionRecord {
         id: id.into(),
         campaign: campaign.into(),
