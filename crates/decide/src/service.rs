@@ -11,7 +11,9 @@ use serde_json::{Map, Value};
 use whisperer_core::identity::IdKind;
 use whisperer_core::{EventType, Millis, PersonId, WorkspaceId};
 use whisperer_profiles::ProfileEngine;
-use whisperer_store::{ConsumerCommit, DecisionQuery, LearnerCommit, Store, StoreError};
+use whisperer_store::{
+    ConsumerCommit, DecisionQuery, DecisionRecord, LearnerCommit, MessageRecord, Store, StoreError,
+};
 
 use crate::engine::{DecideError, Decision, Draw, Engine, LATE_GRACE_MS, Outcome, fnv1a};
 use crate::fatigue::{FATIGUE_SETTING, FatigueRules};
@@ -109,11 +111,14 @@ struct Inner {
 /// A decision waiting to be stored, and who to tell when it is.
 struct Write {
     ws: WorkspaceId,
-    record: whisperer_store::DecisionRecord,
+    record: DecisionRecord,
     /// The message the decision sends, when Whisperer delivers it.
-    message: Option<whisperer_store::MessageRecord>,
-    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    message: Option<MessageRecord>,
+    done: Done,
 }
+
+/// Told whether a decision is stored.
+type Done = tokio::sync::oneshot::Sender<Result<(), StoreError>>;
 
 /// Most decisions stored in one transaction.
 const WRITE_BATCH: usize = 1_000;
@@ -123,16 +128,19 @@ const WRITE_BATCH: usize = 1_000;
 async fn write_decisions(store: Arc<dyn Store>, mut rx: tokio::sync::mpsc::Receiver<Write>) {
     let mut batch: Vec<Write> = Vec::with_capacity(WRITE_BATCH);
     while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        let mut by_ws: HashMap<WorkspaceId, Vec<Write>> = HashMap::new();
+        // Moved, not copied, into one group per workspace: each record carries its explanation.
+        type Group = (Vec<DecisionRecord>, Vec<MessageRecord>, Vec<Done>);
+        let mut by_ws: HashMap<WorkspaceId, Group> = HashMap::new();
         for w in batch.drain(..) {
-            by_ws.entry(w.ws.clone()).or_default().push(w);
+            let (records, messages, done) = by_ws.entry(w.ws).or_default();
+            records.push(w.record);
+            messages.extend(w.message);
+            done.push(w.done);
         }
-        for (ws, writes) in by_ws {
-            let records: Vec<_> = writes.iter().map(|w| w.record.clone()).collect();
-            let messages: Vec<_> = writes.iter().filter_map(|w| w.message.clone()).collect();
+        for (ws, (records, messages, done)) in by_ws {
             let result = store.insert_decisions(&ws, &records, &messages).await;
-            for w in writes {
-                let _ = w.done.send(match &result {
+            for done in done {
+                let _ = done.send(match &result {
                     Ok(()) => Ok(()),
                     Err(e) => Err(StoreError::Unavailable(e.to_string())),
                 });
